@@ -23,12 +23,13 @@ cdef class NativeSink:
     """Base class for sinks fed by the native listener through C calls.
 
     Subclasses override the three cdef methods. ``reserve`` returns a pointer to at least
-    ``nbytes`` writable bytes (or NULL to drop the frame); the listener writes the decoded
-    payload there and then calls ``commit`` with the real size. Both run on the event-loop
+    ``nbytes`` writable bytes (or NULL to drop the frame); the listener has already scanned the
+    whole message, so ``user_id`` and ``timestamp`` are known before decoding. It writes the
+    decoded payload there and then calls ``commit`` with the real size (<= nbytes). Both run on the event-loop
     thread, between two frames; a reservation is never held across frames.
     """
 
-    cdef uint8_t* reserve(self, int kind, uint32_t user_id, Py_ssize_t nbytes) except? NULL:
+    cdef uint8_t* reserve(self, int kind, uint32_t user_id, int64_t timestamp, Py_ssize_t nbytes) except? NULL:
         return NULL
 
     cdef int commit(self, int kind, uint32_t user_id, int64_t timestamp, Py_ssize_t nbytes,
