@@ -18,7 +18,7 @@ import hmac
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from enum import Enum, IntEnum, IntFlag
+from enum import IntEnum, IntFlag, StrEnum
 from typing import Any
 
 import orjson
@@ -217,14 +217,14 @@ StatusA = IntEnum("StatusA", {f"STATUS_{name}": i for i, name in enumerate(_STAT
 assert len(StatusA) == 76
 
 
-class StatusProfile(str, Enum):
+class StatusProfile(StrEnum):
     """Which status-code numbering a peer speaks: A (2025 docs) or B (2026 docs, default)."""
 
     A = "A"
     B = "B"
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """Semantic status reasons, numbered differently by each profile (see :func:`status_code`)."""
 
     OK = "OK"
@@ -573,7 +573,7 @@ class ChatOperation(IntEnum):
 # --------------------------------------------------------------------------- products & webhooks
 
 
-class Product(str, Enum):
+class Product(StrEnum):
     """The RTMS products; each names its webhook prefix and instance-id field."""
 
     MEETING = "meeting"
@@ -609,7 +609,7 @@ URL_VALIDATION_EVENT = "endpoint.url_validation"
 CONCURRENCY_EVENTS = frozenset({"rtms.concurrency_near_limit", "rtms.concurrency_limited"})
 
 
-class WebhookKind(str, Enum):
+class WebhookKind(StrEnum):
     STARTED = "started"
     STOPPED = "stopped"
     INTERRUPTED = "interrupted"
