@@ -16,7 +16,7 @@ $(VENV)/bin/python:
 
 # Dependencies first (so the build sees the pinned Cython and picows), then the package itself.
 $(STAMP): $(VENV)/bin/python pyproject.toml setup.py $(NATIVE)
-	$(PIP) install -q "setuptools>=68" wheel "Cython==3.3.1" "picows==2.3.1"
+	$(PIP) install -q "setuptools>=77" wheel "Cython==3.3.1" "picows==2.3.1"
 	$(PIP) install -q --no-build-isolation -e ".[test]"
 	@touch $(STAMP)
 
