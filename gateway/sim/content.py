@@ -375,6 +375,10 @@ class MeetingContent:
             raise ValueError("channel ids exist only for Contact Center content")
         return spec.channel_id
 
+    def participant_by_colour(self, rgb: tuple[int, int, int]) -> ParticipantSpec:
+        """The participant whose camera colour is nearest to ``rgb`` (see ``drawing.read_user_colour``)."""
+        return min(self.participants, key=lambda p: sum((a - b) ** 2 for a, b in zip(p.colour, rgb, strict=True)))
+
     def roster(self, t_ms: int) -> list[ParticipantSpec]:
         """Participants in the meeting at ``t_ms``."""
         return [p for p in self.participants if p.in_meeting(t_ms)]
