@@ -79,3 +79,45 @@ class SessionClosed(GatewayError):
 
 class PublishError(GatewayError):
     """A publisher (shared memory, UDP) could not deliver or set up a stream."""
+
+
+class ControlError(GatewayError):
+    """Zoom's REST API refused an RTMS app status change (start/stop/pause/resume).
+
+    ``status`` is the HTTP status, ``code`` Zoom's error code from the JSON body (``None`` when the
+    body had none) and ``zoom_message`` Zoom's own text, kept for operators.
+    """
+
+    def __init__(self, message: str, *, status: int = 0, code: int | None = None, zoom_message: str = "") -> None:
+        self.status = status
+        self.code = code
+        self.zoom_message = zoom_message
+        super().__init__(message)
+
+
+class MeetingNotLive(ControlError):
+    """The meeting does not exist or is not in progress (nothing to stream from)."""
+
+
+class HostNotPresent(ControlError):
+    """The host (or the alternative host acting) is not in the meeting."""
+
+
+class AppNotPermitted(ControlError):
+    """The RTMS app may not be started here (not enabled, not allowed, missing scope or plan)."""
+
+
+class TokenRejected(ControlError):
+    """Zoom rejected the access token (expired, revoked or wrong) even after one renewal."""
+
+
+class CredentialsRejected(ControlError):
+    """The OAuth endpoint refused the account id or client credentials: no token at all."""
+
+
+class RateLimited(ControlError):
+    """Zoom answered 429; ``retry_after`` is the advised delay in seconds."""
+
+    def __init__(self, message: str, *, retry_after: float, status: int = 429, code: int | None = None, zoom_message: str = "") -> None:
+        self.retry_after = retry_after
+        super().__init__(message, status=status, code=code, zoom_message=zoom_message)
