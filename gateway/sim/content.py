@@ -195,6 +195,7 @@ class _Schedule:
     tick_speakers: list[tuple[int, ...]]
     main_starts: list[int] = field(default_factory=list)
     main_segments: list[Segment] = field(default_factory=list)
+    segment_starts: list[int] = field(default_factory=list)
 
 
 def _build_schedule(n: int, rng: random.Random, late_index: int | None) -> _Schedule:
@@ -267,7 +268,7 @@ def _build_schedule(n: int, rng: random.Random, late_index: int | None) -> _Sche
     segments = [Segment(s.index, s.start_ms, s.end_ms, s.main, k) for k, s in enumerate(segments)]
     tick_speakers = [tuple(int(i) for i in np.flatnonzero(speaking[:, k])) for k in range(nticks)]
     mains = [s for s in segments if s.main]
-    return _Schedule(period, segments, tick_speakers, [s.start_ms for s in mains], mains)
+    return _Schedule(period, segments, tick_speakers, [s.start_ms for s in mains], mains, [s.start_ms for s in segments])
 
 
 class MeetingContent:
@@ -348,10 +349,12 @@ class MeetingContent:
         self._join = [p.join_ms for p in specs]
         self._leave = [p.leave_ms if p.leave_ms is not None else 1 << 62 for p in specs]
         self._nticks = len(sched.tick_speakers)
+        self._max_segment_ms = max(s.end_ms - s.start_ms for s in sched.segments)
         # caches: per (index-or-speaker-set, codec, rate, channels) one-second loops
         self._int16: dict[tuple[int, int, int], np.ndarray] = {}
         self._loops: dict[tuple[Any, ...], Any] = {}
         self._video_encoders: dict[tuple[Any, ...], Any] = {}
+        self._event_cache: dict[int, tuple[list[int], list[tuple[int, dict[str, Any]]]]] = {}
 
     # ------------------------------------------------------------------ timeline
 
@@ -424,9 +427,11 @@ class MeetingContent:
         period = sched.period_ms
         out = []
         nseg = len(sched.segments)
-        for k in range(max(0, t0_ms // period - 1), max(0, (t1_ms - 1) // period) + 1):
+        for k in range(max(0, t0_ms // period), max(0, (t1_ms - 1) // period) + 1):  # a period's segments lie inside it
             base = k * period
-            for seg in sched.segments:
+            lo = bisect.bisect_left(sched.segment_starts, t0_ms - base - self._max_segment_ms)
+            hi = bisect.bisect_left(sched.segment_starts, t1_ms - base)
+            for seg in sched.segments[lo:hi]:
                 start, end = base + seg.start_ms, base + seg.end_ms
                 start = max(start, self._join[seg.index])
                 end = min(end, self._leave[seg.index])
@@ -571,7 +576,7 @@ class MeetingContent:
     def transcripts(self, t0_ms: int, t1_ms: int) -> list[dict[str, Any]]:
         """Utterances *ending* in ``[t0, t1)``, one per talk segment (main turns and backchannels)."""
         out = []
-        for start, end, seg, number in self.utterances(t0_ms - self.period_ms, t1_ms):
+        for start, end, seg, number in self.utterances(t0_ms - self._max_segment_ms, t1_ms):
             if not t0_ms <= end < t1_ms:
                 continue
             spec = self.participants[seg.index]
@@ -673,6 +678,27 @@ class MeetingContent:
         """
         if self.product is Product.CONTACT_CENTER:
             return self._zcc_events(t0_ms, t1_ms)
+        period = self.period_ms
+        out: list[tuple[int, dict[str, Any]]] = []
+        for k in range(max(0, t0_ms // period), max(0, (t1_ms - 1) // period) + 1):
+            times, evs = self._period_events(k)
+            lo = bisect.bisect_left(times, t0_ms)
+            hi = bisect.bisect_left(times, t1_ms)
+            out.extend((etype, dict(fields_)) for etype, fields_ in evs[lo:hi])
+        return out
+
+    def _period_events(self, k: int) -> tuple[list[int], list[tuple[int, dict[str, Any]]]]:
+        """All events of period ``k``, computed once (the server asks every 20 ms)."""
+        cached = self._event_cache.get(k)
+        if cached is None:
+            evs = self._compute_events(k * self.period_ms, (k + 1) * self.period_ms)
+            cached = ([f["t_ms"] for _, f in evs], evs)
+            if len(self._event_cache) >= 4:
+                self._event_cache.pop(next(iter(self._event_cache)))
+            self._event_cache[k] = cached
+        return cached
+
+    def _compute_events(self, t0_ms: int, t1_ms: int) -> list[tuple[int, dict[str, Any]]]:
         ev: list[tuple[int, int, int, dict[str, Any]]] = []  # (t, order, type, fields)
 
         def add(t: int, order: int, etype: int, fields_: dict[str, Any]) -> None:
@@ -692,7 +718,7 @@ class MeetingContent:
                 if b < (1 << 62):
                     add(b, 8, EventType.PARTICIPANT_VIDEO_OFF, {"participants": [{"user_id": p.user_id}]})
         period = self.period_ms
-        kmin, kmax = max(0, t0_ms // period - 1), max(0, t1_ms // period) + 1
+        kmin, kmax = max(0, t0_ms // period), max(0, (t1_ms - 1) // period) + 1
         sched = self._schedule
         for k in range(kmin, kmax):
             for seg in sched.main_segments:
