@@ -78,6 +78,8 @@ def _encode_audio(codec_name: str, pcm: np.ndarray, rate: int, channels: int, fr
     ctx.time_base = Fraction(1, rate)
     if bit_rate:
         ctx.bit_rate = bit_rate
+    if codec_name == "opus":
+        ctx.options = {"strict": "experimental"}
     inter = np.repeat(pcm, channels) if channels > 1 else pcm
     out: list[bytes] = []
     for k in range(len(pcm) // frame_samples):
@@ -106,7 +108,8 @@ def g722_loop(pcm_1s: np.ndarray) -> bytes:
 def opus_loop(pcm_1s: np.ndarray, channels: int) -> list[bytes]:
     """One second of 48 kHz int16 as 50 Opus packets of 20 ms (second pass of a two-second encode)."""
     rate = 48000
-    packets = _encode_audio("libopus", np.tile(pcm_1s, 2), rate, channels, rate // 50, 32000 * channels)
+    name = "libopus" if "libopus" in av.codecs_available else "opus"  # FFmpeg's own encoder as a fallback
+    packets = _encode_audio(name, np.tile(pcm_1s, 2), rate, channels, rate // 50, 32000 * channels)
     if len(packets) < 100:
         raise RuntimeError(f"Opus encoder produced {len(packets)} packets for 2 s")
     return packets[50:100]

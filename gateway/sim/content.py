@@ -588,6 +588,7 @@ class MeetingContent:
                     "end_ms": end,
                     "language": spec.language,
                     "text": self._utterance_text(spec, seg, number),
+                    **({"channel_id": spec.channel_id} if spec.channel_id is not None else {}),
                 }
             )
         out.sort(key=lambda d: (d["end_ms"], d["user_id"]))

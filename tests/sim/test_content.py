@@ -480,6 +480,8 @@ def test_contact_center_has_two_parties_with_channels() -> None:
     params = AudioParams(data_opt=MULTI)
     speakers = {u for t in range(0, c.period_ms, TICK_MS) for u, _, _ in c.audio_packets(params, t)}
     assert speakers == {caller.user_id, agent.user_id}
+    texts = c.transcripts(0, c.period_ms)
+    assert texts and all(d["channel_id"] == c.channel_id(d["user_id"]) for d in texts)
     assert c.share_frame(DeskshareParams(), 0, c.period_ms // 2) is None
     with pytest.raises(ValueError):
         MeetingContent(3).channel_id(MeetingContent(3).participants[0].user_id)
