@@ -787,6 +787,20 @@ class MeetingContent:
         payload = encode_picture(self, "video", params.codec, params.resolution, params.fps, frame_index, spec, user_id)
         return spec.user_id, spec.user_name, payload
 
+    def warm_up(self, video: VideoParams | None = None, share: DeskshareParams | None = None) -> None:
+        """Draw every participant's background for these params now (up to tens of ms each at FHD/QHD),
+        so the first frames of a live stream do not stall the caller's event loop."""
+        from gateway.sim import drawing
+        from gateway.sim.codecs import picture_size
+
+        for kind, params in (("video", video), ("share", share)):
+            if params is None:
+                continue
+            fmt = {Codec.JPG: "yuvj420p", Codec.PNG: "rgb24"}.get(params.codec, "yuv420p")
+            width, height = picture_size(self, params.resolution)
+            for spec in self.participants if kind == "video" else self.participants[:1]:
+                drawing.canvas(self._video_encoders, kind, spec, width, height, fmt)
+
     def share_frame(self, params: DeskshareParams, frame_index: int, t_ms: int) -> tuple[int, str, bytes] | None:
         """The sharer's screen (a slide with the frame counter) while someone shares, else None."""
         spec = self.sharer(t_ms)

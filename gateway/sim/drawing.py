@@ -89,16 +89,24 @@ class Canvas:
         self.width, self.height, self.fmt = width, height, fmt
         self.rects = segment_rects(width, height)
         self.box = _box(width, height)
-        rgb = _background_rgb(kind, spec, width, height)
-        bx0, by0, bx1, by1 = self.box
-        rgb[by0:by1, bx0:bx1] = 0  # black box: neutral chroma, so digits only touch luma
+        index, palette = _background(kind, spec, width, height, self.box)
         if fmt == "rgb24":
-            self.buf = rgb
-            self.luma = rgb  # 3-channel: painted with (v, v, v)
+            lut = np.asarray(palette, dtype=np.uint8)
+            self.buf = np.empty((height, width, 3), dtype=np.uint8)
+            for ch in range(3):  # one small LUT per channel: twice as fast as indexing the (n, 3) palette
+                self.buf[..., ch] = lut[:, ch][index]
+            self.luma = self.buf  # 3-channel: painted with (v, v, v)
             self.black, self.white = 0, 255
         else:
             full = fmt == "yuvj420p"
-            self.buf = _rgb_to_i420(rgb, full)
+            yuv = np.array([_rgb_to_yuv(c, full) for c in palette], dtype=np.uint8)
+            self.buf = np.empty((height * 3 // 2, width), dtype=np.uint8)
+            self.buf[:height] = yuv[:, 0][index]
+            sub = index[::2, ::2]  # chroma: nearest sample of each 2x2 block (flat regions, no blending needed)
+            chroma = self.buf[height:].reshape(-1)
+            q = (height // 2) * (width // 2)
+            chroma[:q] = yuv[:, 1][sub].reshape(-1)
+            chroma[q:] = yuv[:, 2][sub].reshape(-1)
             self.luma = self.buf[:height]
             self.black, self.white = (0, 255) if full else (16, 235)
         self.shown: int | None = None
@@ -129,45 +137,28 @@ def canvas(cache: dict[tuple[Any, ...], Any], kind: str, spec: ParticipantSpec, 
     return c
 
 
-def _background_rgb(kind: str, spec: ParticipantSpec, width: int, height: int) -> np.ndarray:
-    img = np.empty((height, width, 3), dtype=np.uint8)
+def _background(
+    kind: str, spec: ParticipantSpec, width: int, height: int, box: tuple[int, int, int, int]
+) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+    """The background as a palette-index image plus its RGB palette (flat shapes convert cheaply)."""
+    index = np.zeros((height, width), dtype=np.uint8)
     if kind == "share":
-        img[:] = 250
-        img[: max(2, height // 8)] = spec.colour  # title bar in the sharer's colour
+        palette = [(250, 250, 250), spec.colour, (90, 90, 90), (0, 0, 0)]
+        index[: max(2, height // 8)] = 1  # title bar in the sharer's colour
         line_h = max(2, height // 40)
         for k in range(4):  # "text lines" above and below the counter box
             y = height * 3 // 16 + k * line_h * 2 if k < 2 else height * 11 // 16 + (k - 2) * line_h * 2
-            img[y : y + line_h, width // 10 : width * (9 - k) // 10] = 90
+            index[y : y + line_h, width // 10 : width * (9 - k) // 10] = 2
     else:
-        img[:] = spec.colour
+        palette = [spec.colour, tuple(min(255, c + 60) for c in spec.colour), (0, 0, 0)]
         # a lighter "head" disc above the counter box, so the picture is not flat
-        yy, xx = np.ogrid[:height, :width]
         cy, cx, r = height * 0.18, width * 0.5, height * 0.14
-        head = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
-        img[head] = [min(255, c + 60) for c in spec.colour]
-    return img
-
-
-def _rgb_to_i420(rgb: np.ndarray, full_range: bool) -> np.ndarray:
-    """Planar YUV 4:2:0 as one (H*3/2, W) array, the layout VideoFrame.from_ndarray expects."""
-    h, w, _ = rgb.shape
-    f = rgb.astype(np.float32)
-    y = 0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2]
-    u = (f[..., 2] - y) * 0.564 + 128
-    v = (f[..., 0] - y) * 0.713 + 128
-    if not full_range:
-        y = 16 + y * 219 / 255
-        u = 128 + (u - 128) * 224 / 255
-        v = 128 + (v - 128) * 224 / 255
-    sub_u = u.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
-    sub_v = v.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
-    out = np.empty((h * 3 // 2, w), dtype=np.uint8)
-    out[:h] = np.clip(np.round(y), 0, 255)
-    chroma = out[h:].reshape(-1)
-    q = (h // 2) * (w // 2)
-    chroma[:q] = np.clip(np.round(sub_u), 0, 255).reshape(-1)
-    chroma[q:] = np.clip(np.round(sub_v), 0, 255).reshape(-1)
-    return out
+        y0, y1, x0, x1 = max(0, int(cy - r)), min(height, int(cy + r) + 1), max(0, int(cx - r)), min(width, int(cx + r) + 1)
+        yy, xx = np.ogrid[y0:y1, x0:x1]
+        index[y0:y1, x0:x1][(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = 1
+    bx0, by0, bx1, by1 = box
+    index[by0:by1, bx0:bx1] = len(palette) - 1  # black box: neutral chroma, so digits only touch luma
+    return index, palette  # type: ignore[return-value]
 
 
 def read_counter(rgb: np.ndarray) -> int:

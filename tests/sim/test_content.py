@@ -367,6 +367,8 @@ def test_share_frames_only_while_sharing(meeting: MeetingContent) -> None:
 
 def test_pictures_are_deterministic() -> None:
     a, b = MeetingContent(3, seed=5), MeetingContent(3, seed=5)
+    a.warm_up(VideoParams(codec=Codec.JPG), DeskshareParams(codec=Codec.PNG, resolution=Resolution.SD))
+    assert sum(1 for key in a._video_encoders if key[0] == "canvas") == 4
     for params in (VideoParams(codec=Codec.JPG), VideoParams(codec=Codec.PNG, resolution=Resolution.SD), VideoParams(codec=Codec.H264, fps=10)):
         assert [a.video_frame(params, i, i * 100) for i in range(12)] == [b.video_frame(params, i, i * 100) for i in range(12)]
 
