@@ -1,0 +1,454 @@
+"""The gateway application: owns every stream, serves the webhook, ``/metrics``, ``/healthz``, ``/streams``.
+
+:class:`Gateway` turns accepted webhooks into session actions (PROTOCOL.md 1 and 6):
+
+- ``rtms_started`` for an unknown stream starts a :class:`~gateway.session.StreamSession` in its own
+  task, unless ``sessions.max_streams`` are running (503 ``at_capacity``, logged and counted);
+- ``rtms_started`` for an active stream with the same ``server_urls`` is a duplicate delivery
+  (counted, nothing else); with new ``server_urls`` it is a server failover (``session.failover``);
+- ``rtms_started`` for a stream that already ended, with an ``event_ts`` no later than its end, is a
+  late retry of the old start and is ignored (a newer one starts the stream again);
+- ``rtms_stopped`` calls ``session.stopped(reason)``; ``rtms_interrupted`` calls ``session.interrupted()``.
+
+Every session runs in its own task; whatever it raises is logged and counted against that stream
+only. Dispatch is synchronous and cheap, so the webhook is answered before any session work runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from .config import GatewayConfig
+from .errors import WebhookError
+from .metrics import CONTENT_TYPE, GatewayMetrics
+from .protocol import WebhookEvent, WebhookKind
+from .stats_sink import StatsSink
+from .webhook import WebhookReceiver
+
+log = logging.getLogger("gateway.app")
+
+#: ``session_factory(event, sink, on_event) -> session`` (see gateway.session.StreamSession).
+SessionFactory = Callable[[WebhookEvent, Any, Callable[[dict[str, Any]], None]], Any]
+#: ``sink_factory(event) -> sink`` (a MediaSink; ``close()`` is called when the stream ends).
+SinkFactory = Callable[[WebhookEvent], Any]
+
+#: how many ended streams are remembered to recognise late duplicate rtms_started.
+ENDED_MEMORY = 10_000
+
+
+def parser_implementation() -> str:
+    """Which media parser is active (``gateway.listener.IMPLEMENTATION`` once that module exists)."""
+    try:
+        from . import listener  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return "python (gateway.media.PyMediaListener; native listener not available)"
+    return str(getattr(listener, "IMPLEMENTATION", "unknown"))
+
+
+def _state_name(session: Any) -> str:
+    state = getattr(session, "state", None)
+    name = getattr(state, "name", None)
+    return str(name) if name is not None else str(state) if state is not None else "UNKNOWN"
+
+
+def _safe_stats(obj: Any) -> dict[str, Any]:
+    stats = getattr(obj, "stats", None)
+    if not callable(stats):
+        return {}
+    try:
+        out = stats()
+    except Exception:
+        log.debug("stats() failed", exc_info=True)
+        return {}
+    return dict(out) if isinstance(out, Mapping) else {}
+
+
+@dataclass(eq=False)
+class StreamEntry:
+    """One stream the gateway owns."""
+
+    stream_id: str
+    event: WebhookEvent
+    session: Any
+    sink: Any
+    server_urls: str
+    created: float = field(default_factory=time.time)
+    task: asyncio.Task[None] | None = None
+    failovers: int = 0
+    duplicates: int = 0
+    interruptions: int = 0
+    stop_reason: int | None = None
+    error: str | None = None
+
+    def stats(self) -> dict[str, Any]:
+        """Session counters, with the sink's counters filling whatever the session lacks."""
+        merged = _safe_stats(self.sink)
+        merged.update({k: v for k, v in _safe_stats(self.session).items() if v is not None})
+        return merged
+
+    def describe(self) -> dict[str, Any]:
+        stats = self.stats()
+        return {
+            "stream_id": self.stream_id,
+            "product": self.event.product.value if self.event.product else None,
+            "instance_key": self.event.instance_key,
+            "state": _state_name(self.session),
+            "server_urls": self.server_urls,
+            "age_s": round(time.time() - self.created, 3),
+            "failovers": self.failovers,
+            "duplicates": self.duplicates,
+            "interruptions": self.interruptions,
+            "stop_reason": self.stop_reason,
+            "error": self.error,
+            "stats": stats,
+        }
+
+
+class Gateway:
+    """Webhook endpoint + many isolated stream sessions + metrics, on one aiohttp server."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        session_factory: SessionFactory | None = None,
+        sink_factory: SinkFactory | None = None,
+    ) -> None:
+        self.config = config
+        self.streams: dict[str, StreamEntry] = {}
+        self.metrics = GatewayMetrics(self._stream_snapshots)
+        self.metrics.max_streams.set(config.sessions.max_streams)
+        self.receiver = WebhookReceiver(
+            config.credentials.webhook_secret,
+            self.on_webhook,
+            metrics=self.metrics,
+            tolerance_s=config.server.timestamp_tolerance_s,
+            max_body_bytes=config.server.max_body_bytes,
+            replay_cache_size=config.server.replay_cache_size,
+        )
+        self._session_factory = session_factory or self._default_session_factory()
+        self._sink_factory = sink_factory or self._default_sink_factory()
+        self._ended: OrderedDict[str, int] = OrderedDict()  # stream id -> end time (ms)
+        self._side_tasks: set[asyncio.Task[Any]] = set()
+        self._closing = False
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self.port: int | None = None
+        self.event_listeners: list[Callable[[str, dict[str, Any]], None]] = []
+
+    def __repr__(self) -> str:
+        return f"Gateway(streams={len(self.streams)}, port={self.port})"
+
+    # ------------------------------------------------------------------ factories
+
+    def _default_session_factory(self) -> SessionFactory:
+        """Real sessions (imported lazily so the app works with fakes before gateway.session exists)."""
+        cfg = self.config
+        settings: Any = None
+
+        def make(event: WebhookEvent, sink: Any, on_event: Callable[[dict[str, Any]], None]) -> Any:
+            nonlocal settings
+            from .session import SessionSettings, StreamSession, StreamTarget
+
+            if settings is None:
+                settings = SessionSettings(
+                    client_id=cfg.credentials.client_id,
+                    client_secret=str(cfg.credentials.client_secret),
+                    media_kinds=tuple(cfg.sessions.media_kinds),
+                    unified=cfg.sessions.unified,
+                    media_params={k: dict(v) for k, v in cfg.sessions.media_params.items()},
+                    status_profile=cfg.sessions.status_profile,
+                )
+            return StreamSession(StreamTarget.from_webhook(event), settings, sink=sink, on_event=on_event)
+
+        return make
+
+    def _default_sink_factory(self) -> SinkFactory:
+        """The shared-memory publisher when configured and available, else a counting sink."""
+        if self.config.publish.shm:
+            try:
+                from . import shm  # type: ignore[attr-defined,unused-ignore]
+            except ImportError:
+                log.warning("publish.shm = true but gateway.shm is not available; counting frames only")
+            else:
+                factory = getattr(shm, "publisher_for_stream", None)
+                if callable(factory):
+                    directory = self.config.publish.shm_dir or None
+
+                    def make_shm(event: WebhookEvent) -> Any:
+                        return factory(event.stream_id, directory=directory)  # type: ignore[misc]
+
+                    return make_shm
+                log.warning("gateway.shm has no publisher_for_stream(); counting frames only")
+        return lambda event: StatsSink()
+
+    # ------------------------------------------------------------------ webhook dispatch
+
+    def on_webhook(self, event: WebhookEvent) -> str:
+        """Decide what an authenticated webhook means and schedule it; returns the action name."""
+        if event.kind is WebhookKind.CONCURRENCY:
+            for key in ("concurrency_limit", "concurrency_number", "percentage"):
+                value = event.payload.get(key)
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self.metrics.concurrency.labels(field=key).set(value)
+            log.warning("Zoom concurrency notice %s: %s", event.event, {k: v for k, v in event.payload.items() if k != "operator_id"})
+            return "noted"
+        stream_id = event.stream_id
+        assert stream_id is not None
+        entry = self.streams.get(stream_id)
+        if event.kind is WebhookKind.STARTED:
+            return self._on_started(event, stream_id, entry)
+        if entry is None:
+            log.info("%s for unknown stream %s ignored", event.event, stream_id)
+            return "unknown_stream"
+        if event.kind is WebhookKind.STOPPED:
+            entry.stop_reason = event.stop_reason
+            log.info("stream %s stopped by Zoom (stop_reason %s)", stream_id, event.stop_reason)
+            self._spawn(entry, "stopped", entry.session.stopped, event.stop_reason)
+            return "stopped"
+        entry.interruptions += 1
+        log.info("stream %s interrupted: reconnecting to the original server", stream_id)
+        self._spawn(entry, "interrupted", entry.session.interrupted)
+        return "interrupted"
+
+    def _on_started(self, event: WebhookEvent, stream_id: str, entry: StreamEntry | None) -> str:
+        urls = event.server_urls or ""
+        if entry is not None:
+            if urls == entry.server_urls:
+                entry.duplicates += 1
+                log.info("duplicate rtms_started for stream %s ignored", stream_id)
+                return "duplicate"
+            entry.server_urls = urls
+            entry.failovers += 1
+            self.metrics.failovers.inc()
+            log.warning("stream %s: server failover to %s", stream_id, urls)
+            self._spawn(entry, "failover", entry.session.failover, urls)
+            return "failover"
+        ended_ms = self._ended.get(stream_id)
+        if ended_ms is not None and event.event_ts <= ended_ms:
+            log.info("late rtms_started for ended stream %s ignored", stream_id)
+            return "duplicate_ended"
+        if self._closing:
+            self.metrics.sessions_refused.labels(reason="shutting_down").inc()
+            raise WebhookError("gateway is shutting down", status=503, reason="shutting_down")
+        limit = self.config.sessions.max_streams
+        if len(self.streams) >= limit:
+            self.metrics.sessions_refused.labels(reason="capacity").inc()
+            log.error("REFUSED stream %s: at capacity (%d of sessions.max_streams=%d running)", stream_id, len(self.streams), limit)
+            raise WebhookError(f"at capacity ({limit} streams)", status=503, reason="at_capacity")
+        self._start(event, stream_id, urls)
+        return "started"
+
+    def _start(self, event: WebhookEvent, stream_id: str, urls: str) -> None:
+        sink = self._sink_factory(event)
+
+        def on_event(doc: dict[str, Any]) -> None:
+            self._on_session_event(stream_id, doc)
+
+        try:
+            session = self._session_factory(event, sink, on_event)
+        except Exception as exc:
+            _close_quietly(sink)
+            self.metrics.sessions_refused.labels(reason="session_error").inc()
+            log.exception("stream %s: could not create a session", stream_id)
+            raise WebhookError(f"could not create a session: {exc}", status=500, reason="session_error") from None
+        entry = StreamEntry(stream_id, event, session, sink, urls)
+        self.streams[stream_id] = entry
+        self._ended.pop(stream_id, None)
+        self.metrics.sessions_started.inc()
+        entry.task = asyncio.get_running_loop().create_task(self._run(entry), name=f"stream-{stream_id}")
+        log.info("stream %s (%s %s) starting against %s", stream_id, event.product.value if event.product else "?", event.instance_key, urls)
+
+    async def _run(self, entry: StreamEntry) -> None:
+        """One stream's whole life; nothing it raises escapes to other streams."""
+        outcome = "closed"
+        try:
+            await entry.session.start()
+            await entry.session.wait_closed()
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        except Exception as exc:
+            outcome = "error"
+            entry.error = f"{type(exc).__name__}: {exc}"
+            log.error("stream %s failed: %s", entry.stream_id, entry.error, exc_info=log.isEnabledFor(logging.DEBUG))
+        finally:
+            self._retire(entry, outcome)
+
+    def _retire(self, entry: StreamEntry, outcome: str) -> None:
+        if self.streams.get(entry.stream_id) is entry:
+            del self.streams[entry.stream_id]
+        self.metrics.retired.add(entry.stats())
+        self.metrics.sessions_ended.labels(outcome=outcome).inc()
+        self._ended[entry.stream_id] = int(time.time() * 1000)
+        self._ended.move_to_end(entry.stream_id)
+        while len(self._ended) > ENDED_MEMORY:
+            self._ended.popitem(last=False)
+        _close_quietly(entry.sink)
+        self._notify(entry.stream_id, {"type": "stream_ended", "outcome": outcome, "error": entry.error, "stats": entry.stats()})
+        log.info("stream %s ended (%s)", entry.stream_id, outcome)
+
+    def _spawn(self, entry: StreamEntry, what: str, func: Callable[..., Any], *args: Any) -> None:
+        """Run a session action (sync or async) without letting its failure leave the stream."""
+        try:
+            result = func(*args)
+        except Exception as exc:
+            log.error("stream %s: %s failed: %s", entry.stream_id, what, exc)
+            return
+        if inspect.isawaitable(result):
+            task = asyncio.get_running_loop().create_task(self._guard(entry, what, result))
+            self._side_tasks.add(task)
+            task.add_done_callback(self._side_tasks.discard)
+
+    async def _guard(self, entry: StreamEntry, what: str, awaitable: Awaitable[Any]) -> None:
+        try:
+            await awaitable
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("stream %s: %s failed: %s", entry.stream_id, what, exc)
+
+    def _on_session_event(self, stream_id: str, doc: dict[str, Any]) -> None:
+        kind = str(doc.get("type") or doc.get("event") or "unknown")
+        self.metrics.session_events.labels(type=kind).inc()
+        latency = doc.get("latency_s")
+        if isinstance(latency, (int, float)) and not isinstance(latency, bool):
+            self.metrics.latency.observe(float(latency))
+        self._notify(stream_id, doc)
+
+    def _notify(self, stream_id: str, doc: dict[str, Any]) -> None:
+        for listener in self.event_listeners:
+            try:
+                listener(stream_id, doc)
+            except Exception:
+                log.exception("event listener failed")
+
+    def _stream_snapshots(self) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        for entry in list(self.streams.values()):
+            yield _state_name(entry.session), entry.stats()
+
+    # ------------------------------------------------------------------ HTTP
+
+    def status(self) -> dict[str, Any]:
+        """What ``/streams`` serves."""
+        return {
+            "streams": [entry.describe() for entry in list(self.streams.values())],
+            "active": len(self.streams),
+            "max_streams": self.config.sessions.max_streams,
+            "closing": self._closing,
+        }
+
+    def build_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post(self.config.server.webhook_path, self.receiver.handle)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/streams", self._streams)
+        return app
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        ok = not self._closing
+        doc = {"status": "ok" if ok else "closing", "streams": len(self.streams)}
+        return web.Response(body=orjson.dumps(doc), status=200 if ok else 503, content_type="application/json")
+
+    async def _streams(self, request: web.Request) -> web.Response:
+        return web.Response(body=orjson.dumps(self.status(), default=str), content_type="application/json")
+
+    async def start(self) -> None:
+        """Listen on ``server.host:server.port`` (port 0 picks a free one; see :attr:`port`)."""
+        server = self.config.server
+        self._runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        self._site = web.TCPSite(self._runner, server.host, server.port)
+        await self._site.start()
+        sockets = getattr(self._site._server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else server.port
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.config.server.host}:{self.port}"
+
+    @property
+    def webhook_url(self) -> str:
+        return self.base_url + self.config.server.webhook_path
+
+    async def __aenter__(self) -> Gateway:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ shutdown
+
+    async def close_stream(self, stream_id: str, *, request: bool = True) -> None:
+        """Close one stream (STREAM_CLOSE_REQ when ``request``) and wait for it to end."""
+        entry = self.streams.get(stream_id)
+        if entry is None:
+            return
+        await self._close_entry(entry, request=request, limit_s=self.config.server.shutdown_timeout_s)
+
+    async def _close_entry(self, entry: StreamEntry, *, request: bool, limit_s: float) -> None:
+        try:
+            async with asyncio.timeout(limit_s):
+                await entry.session.close(request=request)
+                if entry.task is not None:
+                    await asyncio.shield(entry.task)
+        except TimeoutError:
+            log.warning("stream %s did not close within %.1f s; cancelling it", entry.stream_id, limit_s)
+        except Exception as exc:
+            log.error("stream %s: close failed: %s", entry.stream_id, exc)
+        if entry.task is not None and not entry.task.done():
+            entry.task.cancel()
+            await asyncio.gather(entry.task, return_exceptions=True)
+
+    async def close(self, *, request: bool = True) -> None:
+        """Graceful shutdown: refuse new streams, close every stream, stop serving."""
+        if self._closing and self._runner is None and not self.streams:
+            return
+        self._closing = True
+        entries = list(self.streams.values())
+        if entries:
+            log.info("closing %d stream(s)", len(entries))
+        timeout = self.config.server.shutdown_timeout_s
+        await asyncio.gather(*(self._close_entry(e, request=request, limit_s=timeout) for e in entries), return_exceptions=True)
+        for task in list(self._side_tasks):
+            task.cancel()
+        if self._side_tasks:
+            await asyncio.gather(*self._side_tasks, return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+            self._site = None
+
+
+def _close_quietly(sink: Any) -> None:
+    close = getattr(sink, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:
+            log.exception("closing a sink failed")
+
+
+def run_coroutine(main: Coroutine[Any, Any, Any]) -> Any:
+    """Run ``main`` on uvloop (falls back to asyncio's loop only where uvloop cannot be imported)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a hard dependency
+        log.warning("uvloop not available: running on the default asyncio loop")
+        return asyncio.run(main)
+    return uvloop.run(main)

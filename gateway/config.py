@@ -1,0 +1,277 @@
+"""Gateway configuration: one TOML file plus environment overrides, validated once at start.
+
+Credentials use the official SDK's environment names so users can switch without relearning:
+``ZM_RTMS_CLIENT``, ``ZM_RTMS_SECRET`` and ``ZM_RTMS_WEBHOOK_SECRET``. Any other scalar key can be
+overridden as ``GATEWAY_<SECTION>_<KEY>`` (``GATEWAY_SERVER_PORT=9000``). Every problem raises
+:class:`~gateway.errors.ConfigError` naming the offending key; secrets never appear in ``repr``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .protocol import MEDIA_KINDS, StatusProfile
+
+#: Environment names for the three credentials (the official ``rtms`` SDK's names).
+ENV_CLIENT_ID = "ZM_RTMS_CLIENT"
+ENV_CLIENT_SECRET = "ZM_RTMS_SECRET"
+ENV_WEBHOOK_SECRET = "ZM_RTMS_WEBHOOK_SECRET"
+ENV_PREFIX = "GATEWAY_"
+
+ALL_MEDIA_KINDS = ("audio", "video", "deskshare", "transcript", "chat")
+
+
+class Secret(str):
+    """A string that never shows itself in ``repr``/``format`` of containers, logs or tracebacks."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self else "Secret('')"
+
+    def reveal(self) -> str:
+        """The plain value, for the one place that signs with it."""
+        return str.__str__(self)
+
+
+_NO_SECRET = Secret("")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """The HTTP server carrying the webhook endpoint, ``/metrics``, ``/healthz`` and ``/streams``."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    webhook_path: str = "/webhook"
+    #: larger bodies get 413 before any parsing (real RTMS webhooks are well under 2 KiB).
+    max_body_bytes: int = 64 * 1024
+    #: requests whose ``x-zm-request-timestamp`` differs from now by more are rejected (PROTOCOL.md 1.4).
+    timestamp_tolerance_s: int = 300
+    #: bound on remembered request ids/signatures for replay detection.
+    replay_cache_size: int = 100_000
+    #: how long graceful shutdown waits for streams to close before aborting them.
+    shutdown_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """App credentials; ``repr`` shows only whether each is set."""
+
+    client_id: str = ""
+    client_secret: Secret = _NO_SECRET
+    webhook_secret: Secret = _NO_SECRET
+
+    def __repr__(self) -> str:
+        return (
+            f"Credentials(client_id={self.client_id!r}, client_secret={'***' if self.client_secret else '<unset>'}, "
+            f"webhook_secret={'***' if self.webhook_secret else '<unset>'})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SessionsConfig:
+    """How streams are opened and how many may run at once."""
+
+    #: streams beyond this are refused (503 to the webhook, logged and counted).
+    max_streams: int = 2000
+    media_kinds: tuple[str, ...] = ALL_MEDIA_KINDS
+    #: one ``all`` media socket instead of one socket per kind.
+    unified: bool = False
+    #: which RTMS_STATUS_CODE numbering the server speaks ("A" 2025 list, "B" 2026 list).
+    status_profile: str = "B"
+    #: raw ``media_params`` per kind as sent in msg 3 (empty = the raw protocol's defaults).
+    media_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishConfig:
+    """Where frames go: shared memory (primary) or per-stream counters only."""
+
+    shm: bool = False
+    shm_dir: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: str = "INFO"
+    json: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """The whole configuration. Build with :func:`load_config` (file + env) or directly in tests."""
+
+    server: ServerConfig = field(default_factory=ServerConfig)
+    credentials: Credentials = field(default_factory=Credentials)
+    sessions: SessionsConfig = field(default_factory=SessionsConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    def validate(self, *, require_credentials: bool = True) -> GatewayConfig:
+        """Raise :class:`ConfigError` naming the first bad key; return ``self`` for chaining."""
+        s = self.server
+        if not s.host:
+            raise ConfigError("server.host must not be empty")
+        if not 0 <= s.port <= 65535:
+            raise ConfigError(f"server.port must be 0..65535, got {s.port}")
+        if not s.webhook_path.startswith("/") or s.webhook_path in ("/metrics", "/healthz", "/streams"):
+            raise ConfigError(f"server.webhook_path must start with '/' and not shadow a built-in path, got {s.webhook_path!r}")
+        if s.max_body_bytes < 1024:
+            raise ConfigError(f"server.max_body_bytes must be at least 1024, got {s.max_body_bytes}")
+        if s.timestamp_tolerance_s <= 0:
+            raise ConfigError(f"server.timestamp_tolerance_s must be positive, got {s.timestamp_tolerance_s}")
+        if s.replay_cache_size < 1:
+            raise ConfigError(f"server.replay_cache_size must be positive, got {s.replay_cache_size}")
+        if s.shutdown_timeout_s <= 0:
+            raise ConfigError(f"server.shutdown_timeout_s must be positive, got {s.shutdown_timeout_s}")
+        q = self.sessions
+        if q.max_streams < 1:
+            raise ConfigError(f"sessions.max_streams must be at least 1, got {q.max_streams}")
+        if not q.media_kinds:
+            raise ConfigError("sessions.media_kinds must name at least one kind")
+        for kind in q.media_kinds:
+            if kind not in MEDIA_KINDS:
+                raise ConfigError(f"sessions.media_kinds: unknown kind {kind!r} (one of {', '.join(ALL_MEDIA_KINDS)})")
+        if q.status_profile not in {p.value for p in StatusProfile}:
+            raise ConfigError(f"sessions.status_profile must be one of {[p.value for p in StatusProfile]}, got {q.status_profile!r}")
+        for kind, params in q.media_params.items():
+            if kind not in MEDIA_KINDS:
+                raise ConfigError(f"sessions.media_params.{kind}: unknown media kind")
+            if not isinstance(params, Mapping):
+                raise ConfigError(f"sessions.media_params.{kind} must be a table")
+        if self.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError(f"log.level must be a logging level name, got {self.log.level!r}")
+        if require_credentials:
+            c = self.credentials
+            if not c.client_id:
+                raise ConfigError(f"credentials.client_id is required (or set {ENV_CLIENT_ID})")
+            if not c.client_secret:
+                raise ConfigError(f"credentials.client_secret is required (or set {ENV_CLIENT_SECRET})")
+            if not c.webhook_secret:
+                raise ConfigError(f"credentials.webhook_secret is required (or set {ENV_WEBHOOK_SECRET})")
+        return self
+
+
+_SECTIONS: dict[str, type] = {
+    "server": ServerConfig,
+    "credentials": Credentials,
+    "sessions": SessionsConfig,
+    "publish": PublishConfig,
+    "log": LogConfig,
+}
+_SECRET_KEYS = {("credentials", "client_secret"), ("credentials", "webhook_secret")}
+
+
+def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
+    """Check ``value`` against the type of the field's default; strings from env are parsed."""
+    name = f"{section}.{key}"
+    if (section, key) in _SECRET_KEYS:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string")
+        return Secret(value)
+    if isinstance(default, bool):
+        if isinstance(value, str):
+            low = value.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off", ""):
+                return False
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{name} must be a boolean, got {value!r}")
+    if isinstance(default, int):
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                raise ConfigError(f"{name} must be an integer, got {value!r}") from None
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if isinstance(default, float):
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                raise ConfigError(f"{name} must be a number, got {value!r}") from None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string, got {value!r}")
+        return value
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{name} must be a list of strings, got {value!r}")
+        return tuple(value)
+    if isinstance(default, Mapping):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{name} must be a table")
+        return {k: dict(v) if isinstance(v, Mapping) else v for k, v in value.items()}
+    return value
+
+
+def _section_defaults(cls: type) -> dict[str, Any]:
+    instance = cls()
+    return {f.name: getattr(instance, f.name) for f in fields(cls)}
+
+
+def config_from_mapping(doc: Mapping[str, Any], env: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Build a config from a parsed TOML document and an environment (``os.environ`` by default)."""
+    env = os.environ if env is None else env
+    sections: dict[str, dict[str, Any]] = {}
+    for name, value in doc.items():
+        if name not in _SECTIONS:
+            raise ConfigError(f"unknown section [{name}] (known: {', '.join(_SECTIONS)})")
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"[{name}] must be a table")
+    for name, cls in _SECTIONS.items():
+        defaults = _section_defaults(cls)
+        table = doc.get(name, {})
+        values: dict[str, Any] = {}
+        for key, value in table.items():
+            if key not in defaults:
+                raise ConfigError(f"unknown key {name}.{key} (known: {', '.join(defaults)})")
+            values[key] = _coerce(name, key, value, defaults[key])
+        for key, default in defaults.items():
+            env_name = f"{ENV_PREFIX}{name.upper()}_{key.upper()}"
+            if env_name in env and not isinstance(default, Mapping):
+                values[key] = _coerce(name, key, env[env_name], default)
+        sections[name] = values
+    creds = sections["credentials"]
+    for key, env_name in (("client_id", ENV_CLIENT_ID), ("client_secret", ENV_CLIENT_SECRET), ("webhook_secret", ENV_WEBHOOK_SECRET)):
+        if env.get(env_name):
+            creds[key] = _coerce("credentials", key, env[env_name], "")
+    built = {name: cls(**sections[name]) for name, cls in _SECTIONS.items()}
+    return GatewayConfig(**built)
+
+
+def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None, *, require_credentials: bool = True) -> GatewayConfig:
+    """Read ``path`` (TOML; ``None`` = defaults only), apply environment overrides, validate."""
+    doc: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            with p.open("rb") as fh:
+                doc = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {p}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
+    return config_from_mapping(doc, env).validate(require_credentials=require_credentials)
+
+
+def with_overrides(config: GatewayConfig, **sections: Mapping[str, Any]) -> GatewayConfig:
+    """A copy of ``config`` with some section fields replaced (``server={"port": 0}``)."""
+    changes = {name: replace(getattr(config, name), **values) for name, values in sections.items()}
+    return replace(config, **changes)

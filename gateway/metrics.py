@@ -1,0 +1,140 @@
+"""Prometheus metrics for one gateway, in its own registry (no process-global state).
+
+Per-frame numbers are never incremented on the hot path: sessions and sinks keep plain integer
+counters, and :class:`_StreamCollector` reads them at scrape time. Counters of streams that ended
+are folded into retired totals so the exported counters never go backwards. Labels are bounded
+(kind, state, reason): never a stream id, never a secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .protocol import SessionState
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+#: Stream counters exported at scrape time: stats key -> (metric name, help, label name or None).
+#: A stats value is either a number or a mapping label-value -> number.
+STREAM_COUNTERS: dict[str, tuple[str, str, str | None]] = {
+    "frames": ("rtms_media_frames", "Media messages received, by kind", "kind"),
+    "bytes": ("rtms_media_bytes", "Decoded media payload bytes received, by kind", "kind"),
+    "drops": ("rtms_media_drops", "Media messages dropped (bad base64, malformed, oversized...), by kind", "kind"),
+    "gaps": ("rtms_media_gaps", "Gaps detected in media timelines, by kind", "kind"),
+    "parse_errors": ("rtms_parse_errors", "Messages that could not be parsed, by socket", "socket"),
+    "reconnects": ("rtms_reconnects", "Socket reconnections, by socket", "socket"),
+    "keepalives": ("rtms_keepalives_answered", "Keep-alive requests answered, by socket", "socket"),
+    "transcripts": ("rtms_transcripts", "Transcript utterances received", None),
+}
+
+LATENCY_BUCKETS = (50e-6, 100e-6, 200e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 20e-3, 50e-3, 0.1, 0.5, 1.0)
+
+
+def _items(value: Any, default_label: str) -> Iterator[tuple[str, float]]:
+    if isinstance(value, Mapping):
+        for label, number in value.items():
+            if isinstance(number, (int, float)) and not isinstance(number, bool):
+                yield str(label), float(number)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        yield default_label, float(value)
+
+
+class RetiredTotals:
+    """Counters of streams that have ended, so totals survive their streams."""
+
+    __slots__ = ("totals",)
+
+    def __init__(self) -> None:
+        self.totals: dict[str, dict[str, float]] = {key: {} for key in STREAM_COUNTERS}
+
+    def add(self, stats: Mapping[str, Any]) -> None:
+        for key, (_, _, label) in STREAM_COUNTERS.items():
+            bucket = self.totals[key]
+            for name, number in _items(stats.get(key), "" if label is None else "all"):
+                bucket[name] = bucket.get(name, 0.0) + number
+
+
+class _StreamCollector(Collector):
+    """Reads live stream stats at scrape time (``source`` yields ``(state name, stats dict)``)."""
+
+    def __init__(self, source: Callable[[], Iterable[tuple[str, Mapping[str, Any]]]], retired: RetiredTotals) -> None:
+        self._source = source
+        self._retired = retired
+
+    def describe(self) -> list[Metric]:
+        return []  # dynamic label values: skip registration-time collection
+
+    def collect(self) -> Iterator[Metric]:
+        by_state = {state.name: 0 for state in SessionState}
+        totals = {key: dict(values) for key, values in self._retired.totals.items()}
+        rtt_max = 0.0
+        rtt_sum = 0.0
+        rtt_n = 0
+        occupancy_max = 0.0
+        for state, stats in self._source():
+            by_state[state] = by_state.get(state, 0) + 1
+            for key, (_, _, label) in STREAM_COUNTERS.items():
+                bucket = totals[key]
+                for name, number in _items(stats.get(key), "" if label is None else "all"):
+                    bucket[name] = bucket.get(name, 0.0) + number
+            rtt = stats.get("keepalive_rtt_s")
+            if isinstance(rtt, (int, float)) and rtt > 0:
+                rtt_max = max(rtt_max, float(rtt))
+                rtt_sum += float(rtt)
+                rtt_n += 1
+            occ = stats.get("ring_occupancy")
+            if isinstance(occ, (int, float)):
+                occupancy_max = max(occupancy_max, float(occ))
+        active = GaugeMetricFamily("rtms_sessions_active", "Streams the gateway currently owns, by session state", labels=["state"])
+        for state, count in by_state.items():
+            active.add_metric([state], count)
+        yield active
+        for key, (name, help_text, label) in STREAM_COUNTERS.items():
+            family = CounterMetricFamily(name, help_text, labels=[label] if label else [])
+            for label_value, number in sorted(totals[key].items()):
+                family.add_metric([label_value] if label else [], number)
+            if not label and not totals[key]:
+                family.add_metric([], 0.0)
+            yield family
+        rtt = GaugeMetricFamily("rtms_keepalive_rtt_seconds", "Keep-alive round trip across live streams", labels=["stat"])
+        rtt.add_metric(["max"], rtt_max)
+        rtt.add_metric(["mean"], rtt_sum / rtt_n if rtt_n else 0.0)
+        yield rtt
+        yield GaugeMetricFamily("rtms_ring_occupancy_ratio", "Fullest shared-memory ring across live streams (0..1)", value=occupancy_max)
+
+
+class GatewayMetrics:
+    """Every metric of one gateway. ``render()`` gives the Prometheus text exposition."""
+
+    def __init__(self, stream_source: Callable[[], Iterable[tuple[str, Mapping[str, Any]]]] | None = None) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        r = self.registry
+        self.webhook_requests = Counter("rtms_webhook_requests", "Webhook HTTP requests, by result", ["result"], registry=r)
+        self.webhook_events = Counter("rtms_webhook_events", "Accepted webhooks, by event kind and action taken", ["kind", "action"], registry=r)
+        self.sessions_started = Counter("rtms_sessions_started", "Streams the gateway started", registry=r)
+        self.sessions_ended = Counter("rtms_sessions_ended", "Streams that ended, by outcome", ["outcome"], registry=r)
+        self.sessions_refused = Counter("rtms_sessions_refused", "Streams refused, by reason", ["reason"], registry=r)
+        self.failovers = Counter("rtms_failovers", "Server failovers (rtms_started with new server_urls)", registry=r)
+        self.session_events = Counter("rtms_session_events", "Events reported by sessions, by type", ["type"], registry=r)
+        self.max_streams = Gauge("rtms_sessions_max", "Configured stream capacity", registry=r)
+        self.concurrency = Gauge("rtms_account_concurrency", "Last concurrency notice from Zoom", ["field"], registry=r)
+        self.latency = Histogram(
+            "rtms_end_to_end_latency_seconds",
+            "Latency from media timestamp to hand-off, reported by sessions",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.retired = RetiredTotals()
+        if stream_source is not None:
+            r.register(_StreamCollector(stream_source, self.retired))
+
+    def count_webhook(self, result: str) -> None:
+        self.webhook_requests.labels(result=result).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
