@@ -6,3 +6,4 @@ Rooms are `include`d in dependency order so cross-room calls inline (uvloop/asyn
 
 include "b64.pxi"
 include "sink.pxi"
+include "mix.pxi"
