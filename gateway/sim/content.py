@@ -42,6 +42,7 @@ from gateway.protocol import (
 __all__ = [
     "MAX_SPEAKERS",
     "TICK_MS",
+    "AudioBank",
     "MeetingContent",
     "ParticipantSpec",
     "Segment",
@@ -212,7 +213,7 @@ def _build_schedule(n: int, rng: random.Random, late_index: int | None) -> _Sche
         rnd = list(range(n))
         rng.shuffle(rnd)
         if late_index is not None and not order:
-            # the late joiner's first turn comes third, after the forced overlap and gap
+            # the late joiner's first turn comes third: right after the forced gap, before the forced overlap
             rnd.remove(late_index)
             rnd.insert(min(2, len(rnd)), late_index)
         if order and n > 1 and rnd[0] == order[-1]:
@@ -271,6 +272,75 @@ def _build_schedule(n: int, rng: random.Random, late_index: int | None) -> _Sche
     return _Schedule(period, segments, tick_speakers, [s.start_ms for s in mains], mains, [s.start_ms for s in segments])
 
 
+class AudioBank:
+    """Encoded one-second audio loops keyed by their content (tones, amplitude, codec, rate, channels).
+
+    Loops depend on the participants' tones, never on the seed, so meetings can share one bank: a
+    thousand simulated meetings then encode each Opus/G.722 loop once, not once per meeting. A pure
+    cache of immutable bytes; the default bank is process-wide (pass ``bank=AudioBank()`` to isolate).
+    """
+
+    def __init__(self) -> None:
+        self._tables: dict[tuple[float, float, int], np.ndarray] = {}
+        self._loops: dict[tuple[Any, ...], _ByteLoop | _PacketLoop] = {}
+
+    def tone_int16(self, tone_hz: float, amplitude: float, rate_hz: int) -> np.ndarray:
+        """Two seconds of a tone (mono int16), periodic in one second (integer frequency)."""
+        key = (tone_hz, amplitude, rate_hz)
+        table = self._tables.get(key)
+        if table is None:
+            n = np.arange(2 * rate_hz, dtype=np.float64)
+            x = amplitude * np.sin(2.0 * np.pi * tone_hz * (n % rate_hz) / rate_hz)
+            table = np.round(x * 32767.0).astype(np.int16)
+            table.flags.writeable = False
+            self._tables[key] = table
+        return table
+
+    def mix_int16(self, tones: tuple[float, ...], amplitude: float, rate_hz: int) -> np.ndarray:
+        """Saturating int16 sum of tones (what a mixed stream carries); () is silence."""
+        if len(tones) == 1:
+            return self.tone_int16(tones[0], amplitude, rate_hz)
+        acc = np.zeros(2 * rate_hz, dtype=np.int32)
+        for f in tones:
+            acc += self.tone_int16(f, amplitude, rate_hz)
+        return np.clip(acc, -32768, 32767).astype(np.int16)
+
+    def loop(self, tones: tuple[float, ...], amplitude: float, codec: int, rate_hz: int, channels: int) -> _ByteLoop | _PacketLoop:
+        """The encoded loop of a tone mix in one codec (L16 interleaved, A-law, G.722 or Opus)."""
+        key = (tones, amplitude, codec, rate_hz, channels)
+        loop = self._loops.get(key)
+        if loop is not None:
+            return loop
+        pcm = self.mix_int16(tones, amplitude, rate_hz)
+        ticks = 1000 // TICK_MS
+        spt = rate_hz * TICK_MS // 1000  # samples per tick
+        if codec == Codec.L16:
+            inter = np.repeat(pcm, channels) if channels > 1 else pcm
+            loop = _ByteLoop(inter.astype("<i2").tobytes(), spt * channels * 2, ticks)
+        elif codec == Codec.G711:
+            _require(rate_hz == 8000 and channels == 1, "G.711 is 8 kHz mono")
+            from gateway.sim.codecs import alaw_encode
+
+            loop = _ByteLoop(alaw_encode(pcm), spt, ticks)
+        elif codec == Codec.G722:
+            _require(rate_hz == 16000 and channels == 1, "G.722 is 16 kHz mono")
+            from gateway.sim.codecs import g722_loop
+
+            loop = _ByteLoop(g722_loop(pcm[:rate_hz]), spt // 2, ticks)
+        elif codec == Codec.OPUS:
+            _require(rate_hz == 48000, "Opus is 48 kHz")
+            from gateway.sim.codecs import opus_loop
+
+            loop = _PacketLoop(opus_loop(pcm[:rate_hz], channels))
+        else:
+            raise ValueError(f"unsupported audio codec {codec}")
+        self._loops[key] = loop
+        return loop
+
+
+_SHARED_BANK = AudioBank()
+
+
 class MeetingContent:
     """A scripted meeting: who is there, who speaks when, and the media each produces.
 
@@ -292,11 +362,13 @@ class MeetingContent:
         leave_ms: int | None = -1,
         keyframe_interval: int | None = None,
         video_scale: int = 1,
+        bank: AudioBank | None = None,
     ) -> None:
         """``late_join_ms``/``leave_ms``: -1 picks automatic times (see the module doc), None disables.
 
         ``keyframe_interval``: H.264 key frame every N frames (default fps*2). ``video_scale``: divide
-        the encoded picture size by this factor (1 = the full negotiated resolution).
+        the encoded picture size by this factor (1 = the full negotiated resolution). ``bank``: where
+        encoded audio loops are cached (default: shared by every meeting in the process).
         """
         if participants < 1:
             raise ValueError("a meeting needs at least one participant")
@@ -351,8 +423,8 @@ class MeetingContent:
         self._nticks = len(sched.tick_speakers)
         self._max_segment_ms = max(s.end_ms - s.start_ms for s in sched.segments)
         # caches: per (index-or-speaker-set, codec, rate, channels) one-second loops
-        self._int16: dict[tuple[int, int, int], np.ndarray] = {}
-        self._loops: dict[tuple[Any, ...], Any] = {}
+        self.bank = bank if bank is not None else _SHARED_BANK
+        self._loops: dict[tuple[Any, ...], Any] = {}  # (speakers, codec, rate, channels) -> bank loop
         self._video_encoders: dict[tuple[Any, ...], Any] = {}
         self._event_cache: dict[int, tuple[list[int], list[tuple[int, dict[str, Any]]]]] = {}
 
@@ -445,58 +517,15 @@ class MeetingContent:
 
     def _tone_int16(self, index: int, rate_hz: int) -> np.ndarray:
         """Two seconds of participant ``index``'s tone (mono int16), periodic in one second."""
-        key = (index, rate_hz, 0)
-        table = self._int16.get(key)
-        if table is None:
-            n = np.arange(2 * rate_hz, dtype=np.float64)
-            f = self.participants[index].tone_hz
-            x = self.amplitude * np.sin(2.0 * np.pi * f * (n % rate_hz) / rate_hz)
-            table = np.round(x * 32767.0).astype(np.int16)
-            self._int16[key] = table
-        return table
-
-    def _mix_int16(self, speakers: tuple[int, ...], rate_hz: int) -> np.ndarray:
-        """Saturating int16 sum of the speakers' tones (what a mixed stream carries)."""
-        if len(speakers) == 1:
-            return self._tone_int16(speakers[0], rate_hz)
-        acc = np.zeros(2 * rate_hz, dtype=np.int32)
-        for i in speakers:
-            acc += self._tone_int16(i, rate_hz)
-        return np.clip(acc, -32768, 32767).astype(np.int16)
+        return self.bank.tone_int16(self.participants[index].tone_hz, self.amplitude, rate_hz)
 
     def _loop(self, speakers: tuple[int, ...], codec: int, rate_hz: int, channels: int) -> Any:
         """Encoded one-second loop for one speaker (1-tuple) or a mix (several); () is silence."""
         key = (speakers, codec, rate_hz, channels)
         loop = self._loops.get(key)
-        if loop is not None:
-            return loop
-        if speakers:
-            pcm = self._mix_int16(speakers, rate_hz)
-        else:
-            pcm = np.zeros(2 * rate_hz, dtype=np.int16)
-        ticks = 1000 // TICK_MS
-        spt = rate_hz * TICK_MS // 1000  # samples per tick
-        if codec == Codec.L16:
-            inter = np.repeat(pcm, channels) if channels > 1 else pcm
-            loop = _ByteLoop(inter.astype("<i2").tobytes(), spt * channels * 2, ticks)
-        elif codec == Codec.G711:
-            _require(rate_hz == 8000 and channels == 1, "G.711 is 8 kHz mono")
-            from gateway.sim.codecs import alaw_encode
-
-            loop = _ByteLoop(alaw_encode(pcm), spt, ticks)
-        elif codec == Codec.G722:
-            _require(rate_hz == 16000 and channels == 1, "G.722 is 16 kHz mono")
-            from gateway.sim.codecs import g722_loop
-
-            loop = _ByteLoop(g722_loop(pcm[:rate_hz]), spt // 2, ticks)
-        elif codec == Codec.OPUS:
-            _require(rate_hz == 48000, "Opus is 48 kHz")
-            from gateway.sim.codecs import opus_loop
-
-            loop = _PacketLoop(opus_loop(pcm[:rate_hz], channels))
-        else:
-            raise ValueError(f"unsupported audio codec {codec}")
-        self._loops[key] = loop
+        if loop is None:
+            tones = tuple(sorted(self.participants[i].tone_hz for i in speakers))
+            loop = self._loops[key] = self.bank.loop(tones, self.amplitude, codec, rate_hz, channels)
         return loop
 
     def audio_packets(self, params: AudioParams, t_ms: int) -> list[tuple[int, str, bytes]]:

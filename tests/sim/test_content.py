@@ -23,7 +23,7 @@ from gateway.protocol import (
     ZccEventType,
 )
 from gateway.sim.codecs import alaw_decode, alaw_encode
-from gateway.sim.content import MAX_SPEAKERS, TICK_MS, MeetingContent, read_frame_counter
+from gateway.sim.content import MAX_SPEAKERS, TICK_MS, AudioBank, MeetingContent, read_frame_counter
 from gateway.sim.drawing import read_user_colour
 
 MULTI = DataOption.AUDIO_MULTI_STREAMS
@@ -203,6 +203,19 @@ def test_audio_is_a_pure_function_of_seed_params_and_time() -> None:
         assert forward == [shuffled[t] for t in times]
     other = MeetingContent(4, seed=8)
     assert [s.start_ms for s in other.segments] != [s.start_ms for s in a.segments]
+
+
+def test_meetings_share_encoded_loops_through_the_bank() -> None:
+    params = AudioParams(sample_rate=SampleRate.SR_48K, codec=Codec.OPUS, data_opt=MULTI)
+    a, b = MeetingContent(3, seed=1), MeetingContent(3, seed=2)
+    t_a = next(t for t in range(0, 5000, TICK_MS) if 0 in a.speakers(t))
+    t_b = next(t for t in range(0, 5000, TICK_MS) if 0 in b.speakers(t))
+    a.audio_packets(params, t_a)
+    b.audio_packets(params, t_b)
+    assert a._loops[((0,), params.codec, 48000, 1)] is b._loops[((0,), params.codec, 48000, 1)]
+    private = MeetingContent(3, seed=1, bank=AudioBank())
+    assert private.audio_packets(params, t_a) == a.audio_packets(params, t_a)
+    assert private._loops[((0,), params.codec, 48000, 1)] is not a._loops[((0,), params.codec, 48000, 1)]
 
 
 # --------------------------------------------------------------------------- codecs
