@@ -106,6 +106,7 @@ class SimConfig:
     session_reason_key: str = "stop_reason"  # or "reason"
     user_id_as_string: bool = False  # sloppiness: events carry user_id as a string
     filter_events_by_subscription: bool = True
+    events_grace_s: float = 0.1  # after the first msg 7, before timeline events flow
     reject_automatic_subscriptions: bool = True
     send_stream_active: bool = True  # msg 8 ACTIVE before msg 9 STARTED
     stream_state_on_pause: bool = False  # also msg 8 PAUSED/RESUMED
@@ -388,7 +389,6 @@ class SimStream:
         self.state = StreamState.ACTIVE if self._ready_once else self.state
         self._send_sig(protocol.build_signaling_handshake_response(0, "", server_urls=self.sim.media_urls(conn.listener, self), sequence=req.sequence or 0))
         self._send_sig(protocol.build_event(EventType.FIRST_PACKET_TIMESTAMP, self.started_ms))
-        self._events_started = True
         conn.ka_task = self.sim.loop.create_task(self._keepalive(conn))
 
     def _send_sig(self, msg: dict[str, Any]) -> None:
@@ -559,6 +559,8 @@ class SimStream:
                 self._after_ready(conn)
         first = not self._ready_once
         self._ready_once = True
+        if first:  # the timeline's events start once the client is ready and had time to subscribe (msg 5 follows msg 7)
+            self.sim.loop.call_later(self.cfg.events_grace_s, self._start_events)
         self.state = StreamState.ACTIVE
         if first and not self._session_announced:
             self._session_announced = True
@@ -567,6 +569,9 @@ class SimStream:
                 self._send_sig(protocol.build_stream_state_update(StreamState.ACTIVE, 0, now))
             self.session_state = SessionState.STARTED
             self._send_sig(protocol.build_session_state_update(SessionState.STARTED, self.session_id, now, reason_key=self.cfg.session_reason_key))
+
+    def _start_events(self) -> None:
+        self._events_started = True
 
     def _after_ready(self, conn: _Conn) -> None:
         el = self.elapsed_ms()

@@ -110,7 +110,7 @@ class TestClient:
 
     @classmethod
     async def open(cls, url: str, label: str = "") -> TestClient:
-        ws = await connect(url, compression=None, max_size=None, open_timeout=5, ping_interval=None)
+        ws = await connect(url, compression=None, max_size=None, max_queue=None, open_timeout=5, ping_interval=None, close_timeout=2)
         return cls(ws, label or url)
 
     async def send(self, doc: dict[str, Any] | bytes | str, *, binary: bool = True) -> None:
