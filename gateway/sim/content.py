@@ -671,7 +671,7 @@ class MeetingContent:
         return any(a <= t_ms < b for a, b in self._video_intervals(p, t_ms, t_ms + 1))
 
     def _video_intervals(self, p: ParticipantSpec, t0_ms: int, t1_ms: int) -> list[tuple[int, int]]:
-        if self.product is Product.CONTACT_CENTER:
+        if self.product in (Product.CONTACT_CENTER, Product.SESSION):  # audio and transcript only
             return []
         start = p.join_ms + (500 if p.join_ms > 0 else 0)
         end = self._leave[p.index]
