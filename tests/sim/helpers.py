@@ -99,19 +99,40 @@ def signature(stream: SimStream, client_id: str = CLIENT_ID, secret: str = CLIEN
 
 
 class TestClient:
-    """One WebSocket with JSON helpers; client messages go out as binary frames like the official SDK's."""
+    """One WebSocket with JSON helpers; client messages go out as binary frames like the official SDK's.
+
+    A background reader queues every message; with ``auto_keepalive`` it answers msg 12 at once.
+    """
 
     __test__ = False
 
-    def __init__(self, ws: ClientConnection, label: str) -> None:
+    def __init__(self, ws: ClientConnection, label: str, auto_keepalive: bool) -> None:
         self.ws = ws
         self.label = label
+        self.auto_keepalive = auto_keepalive
         self.received: list[dict[str, Any]] = []
+        self.keepalives = 0
+        self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._reader = asyncio.get_running_loop().create_task(self._read())
 
     @classmethod
-    async def open(cls, url: str, label: str = "") -> TestClient:
+    async def open(cls, url: str, label: str = "", *, auto_keepalive: bool = False) -> TestClient:
         ws = await connect(url, compression=None, max_size=None, max_queue=None, open_timeout=5, ping_interval=None, close_timeout=2)
-        return cls(ws, label or url)
+        return cls(ws, label or url, auto_keepalive)
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self.ws:
+                doc = orjson.loads(raw)
+                if doc.get("msg_type") == MsgType.KEEP_ALIVE_REQ:
+                    self.keepalives += 1
+                    if self.auto_keepalive:
+                        await self.send(protocol.build_keep_alive_response(doc))
+                self._queue.put_nowait(doc)
+        except Exception:
+            pass
+        finally:
+            self._queue.put_nowait(None)
 
     async def send(self, doc: dict[str, Any] | bytes | str, *, binary: bool = True) -> None:
         if isinstance(doc, dict):
@@ -121,8 +142,10 @@ class TestClient:
             await self.ws.send(doc)
 
     async def recv(self, within_s: float = 3.0) -> dict[str, Any]:
-        raw = await asyncio.wait_for(self.ws.recv(), within_s)
-        doc = orjson.loads(raw)
+        doc = await asyncio.wait_for(self._queue.get(), within_s)
+        if doc is None:
+            self._queue.put_nowait(None)
+            raise ConnectionError(f"{self.label} closed")
         self.received.append(doc)
         return doc
 
@@ -143,29 +166,29 @@ class TestClient:
         while loop.time() < end:
             try:
                 out.append(await self.recv(max(0.005, end - loop.time())))
-            except TimeoutError:
-                break
-            except Exception:  # closed
+            except (TimeoutError, ConnectionError):
                 break
         return out
 
     async def closed(self, within_s: float = 3.0) -> bool:
         try:
-            await asyncio.wait_for(self.ws.wait_closed(), within_s)
+            await asyncio.wait_for(asyncio.shield(self._reader), within_s)
             return True
         except TimeoutError:
             return False
 
     async def close(self) -> None:
         await self.ws.close()
+        self._reader.cancel()
 
 
 class Session:
     """A client joined to one stream: signaling plus media sockets by kind."""
 
-    def __init__(self, sim: Simulator, stream: SimStream) -> None:
+    def __init__(self, sim: Simulator, stream: SimStream, *, auto_keepalive: bool = False) -> None:
         self.sim = sim
         self.stream = stream
+        self.auto_keepalive = auto_keepalive
         self.signaling: TestClient | None = None
         self.media: dict[str, TestClient] = {}
         self.urls: dict[str, str] = {}
@@ -183,7 +206,7 @@ class Session:
         return msg
 
     async def connect_signaling(self, **overrides: Any) -> dict[str, Any]:
-        self.signaling = await TestClient.open(self.stream.signaling_url, "signaling")
+        self.signaling = await TestClient.open(self.stream.signaling_url, "signaling", auto_keepalive=self.auto_keepalive)
         await self.signaling.send(self.hello(**overrides))
         resp = await self.signaling.recv_type(MsgType.SIGNALING_HAND_SHAKE_RESP)
         if resp["status_code"] == 0:
@@ -192,7 +215,7 @@ class Session:
 
     async def connect_media(self, kind: str, media_params: dict[str, Any] | None = None, media_type: int | None = None, **overrides: Any) -> dict[str, Any]:
         url = self.urls.get(kind) or self.urls["all"]
-        client = await TestClient.open(url, kind)
+        client = await TestClient.open(url, kind, auto_keepalive=self.auto_keepalive)
         self.media[kind] = client
         mask = media_type if media_type is not None else (int(MediaType.ALL) if kind == "all" else int(protocol.MEDIA_KINDS[kind][0]))
         await client.send(self.data_hello(mask, media_params, **overrides))
