@@ -26,7 +26,10 @@ cdef class NativeSink:
     ``nbytes`` writable bytes (or NULL to drop the frame); the listener has already scanned the
     whole message, so ``user_id`` and ``timestamp`` are known before decoding. It writes the
     decoded payload there and then calls ``commit`` with the real size (<= nbytes). Both run on the event-loop
-    thread, between two frames; a reservation is never held across frames.
+    thread, between two frames; a reservation is never held across frames. If decoding fails after
+    ``reserve`` (bad base64), the listener calls ``drop`` instead of ``commit`` and the reservation
+    is abandoned: publish on ``commit`` only. ``drop`` gets ``kind`` -1 when the message type could
+    not be read (malformed JSON, oversized frame). ``user_name`` is UTF-8 (NULL when absent).
     """
 
     cdef uint8_t* reserve(self, int kind, uint32_t user_id, int64_t timestamp, Py_ssize_t nbytes) except? NULL:
