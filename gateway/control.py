@@ -92,6 +92,8 @@ ZOOM_CODE_ERRORS: dict[int, type[ControlError]] = {
     3001: MeetingNotLive,  # "Meeting does not exist: {meetingId}." (404): unknown or no longer live
     2308: AppNotPermitted,  # PROTOCOL.md 8: start refused, app not allowed (HTTP status UNCONFIRMED)
     2310: AppNotPermitted,  # PROTOCOL.md 8: start refused, Developer Pack missing (HTTP status UNCONFIRMED)
+    4700: AppNotPermitted,  # "Invalid access token, does not contain scopes: [...]" (400): the S2S app lacks the scope
+    4711: AppNotPermitted,  # "Invalid access token, does not contain permissions: [...]" (UNCONFIRMED for this endpoint)
     300: ControlError,  # Zoom's generic "invalid request/field" validation code: no special meaning
     # 3000 ("Cannot access meeting info") is deliberately absent: Zoom uses it for several causes,
     # so the message decides (UNCONFIRMED which texts Zoom sends with it for this endpoint).
@@ -365,7 +367,7 @@ class RtmsControlClient:
         asked_at = self._clock()
         self.token_requests += 1
         url = URL(self.oauth_url).update_query(grant_type="account_credentials", account_id=creds.account_id)
-        status, headers, payload = await self._request("POST", url, auth=aiohttp.BasicAuth(creds.client_id, creds.client_secret))
+        status, headers, payload = await self._request("POST", url, headers={"Authorization": aiohttp.encode_basic_auth(creds.client_id, creds.client_secret)})
         doc = _json_object(payload)
         if status != 200:
             reason = str(doc.get("reason") or doc.get("message") or doc.get("error") or f"HTTP {status}")

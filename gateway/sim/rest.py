@@ -134,8 +134,8 @@ class ZoomRestSim:
         self.require_host_present = require_host_present
         self.strict_uuid_encoding = strict_uuid_encoding
         self.app_permitted = app_permitted
-        self.tokens: dict[str, float] = {}  # token -> expiry on self.clock
-        self.token_grants = 0
+        self.tokens: dict[str, float] = {}  # live tokens -> expiry on self.clock
+        self.issued_tokens: list[str] = []  # every token ever granted, for leak checks in tests
         self.requests: list[StatusRequest] = []
         self.rejected: list[tuple[int, int]] = []  # (HTTP status, Zoom code) of each error answer
         self._rate_limit_left = 0
@@ -151,6 +151,10 @@ class ZoomRestSim:
         return f"ZoomRestSim(base_url={self.base_url!r}, client_id={self.client_id!r}, client_secret=***)"
 
     # ------------------------------------------------------------------ knobs
+
+    @property
+    def token_grants(self) -> int:
+        return len(self.issued_tokens)
 
     def force_rate_limit(self, count: int = 1, retry_after: int = 1) -> None:
         """The next ``count`` status calls answer 429 with ``Retry-After: retry_after``."""
@@ -216,7 +220,7 @@ class ZoomRestSim:
             return self._oauth_error(400, "invalid_request", "Invalid account_id")  # UNCONFIRMED text
         token = secrets.token_urlsafe(32)
         self.tokens[token] = self.clock() + self.token_ttl_s
-        self.token_grants += 1
+        self.issued_tokens.append(token)
         return web.json_response({"access_token": token, "token_type": "bearer", "expires_in": self.token_ttl_s, "scope": SCOPE})
 
     # ------------------------------------------------------------------ RTMS app status
