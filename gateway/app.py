@@ -166,7 +166,7 @@ class Gateway:
                     client_secret=str(cfg.credentials.client_secret),
                     media_kinds=tuple(cfg.sessions.media_kinds),
                     unified=cfg.sessions.unified,
-                    media_params={k: dict(v) for k, v in cfg.sessions.media_params.items()},
+                    media_params=cfg.sessions.build_media_params(),
                     status_profile=cfg.sessions.status_profile,
                 )
             return StreamSession(StreamTarget.from_webhook(event), settings, sink=sink, on_event=on_event)
@@ -261,6 +261,7 @@ class Gateway:
             _close_quietly(sink)
             self.metrics.sessions_refused.labels(reason="session_error").inc()
             log.exception("stream %s: could not create a session", stream_id)
+            self._notify(stream_id, {"type": "stream_ended", "outcome": "error", "error": f"{type(exc).__name__}: {exc}", "stats": {}})
             raise WebhookError(f"could not create a session: {exc}", status=500, reason="session_error") from None
         entry = StreamEntry(stream_id, event, session, sink, urls)
         self.streams[stream_id] = entry

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .protocol import MEDIA_KINDS, StatusProfile
+from .errors import ConfigError, ProtocolError
+from .protocol import MEDIA_KINDS, MediaParams, StatusProfile, negotiate_media_params
 
 #: Environment names for the three credentials (the official ``rtms`` SDK's names).
 ENV_CLIENT_ID = "ZM_RTMS_CLIENT"
@@ -89,6 +89,14 @@ class SessionsConfig:
     #: raw ``media_params`` per kind as sent in msg 3 (empty = the raw protocol's defaults).
     media_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
+    def build_media_params(self) -> MediaParams:
+        """The params to request, checked against the documented matrix, defaults filled."""
+        try:
+            return negotiate_media_params(dict(self.media_params), list(self.media_kinds))
+        except ProtocolError as exc:
+            where = (exc.field or "media_params").replace("media_params", "sessions.media_params", 1)
+            raise ConfigError(f"{where}: {exc}") from None
+
 
 @dataclass(frozen=True, slots=True)
 class PublishConfig:
@@ -146,6 +154,7 @@ class GatewayConfig:
                 raise ConfigError(f"sessions.media_params.{kind}: unknown media kind")
             if not isinstance(params, Mapping):
                 raise ConfigError(f"sessions.media_params.{kind} must be a table")
+        q.build_media_params()
         if self.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"log.level must be a logging level name, got {self.log.level!r}")
         if require_credentials:

@@ -19,17 +19,28 @@ from .protocol import SessionState
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-#: Stream counters exported at scrape time: stats key -> (metric name, help, label name or None).
-#: A stats value is either a number or a mapping label-value -> number.
-STREAM_COUNTERS: dict[str, tuple[str, str, str | None]] = {
-    "frames": ("rtms_media_frames", "Media messages received, by kind", "kind"),
-    "bytes": ("rtms_media_bytes", "Decoded media payload bytes received, by kind", "kind"),
-    "drops": ("rtms_media_drops", "Media messages dropped (bad base64, malformed, oversized...), by kind", "kind"),
-    "gaps": ("rtms_media_gaps", "Gaps detected in media timelines, by kind", "kind"),
-    "parse_errors": ("rtms_parse_errors", "Messages that could not be parsed, by socket", "socket"),
-    "reconnects": ("rtms_reconnects", "Socket reconnections, by socket", "socket"),
-    "keepalives": ("rtms_keepalives_answered", "Keep-alive requests answered, by socket", "socket"),
-    "transcripts": ("rtms_transcripts", "Transcript utterances received", None),
+#: Stream counters exported at scrape time: (stats key, metric name, label name, label value used
+#: when the stats value is a plain number). A stats value is a number or a mapping label -> number.
+STREAM_COUNTERS: tuple[tuple[str, str, str | None, str], ...] = (
+    ("frames", "rtms_media_frames", "kind", "all"),
+    ("bytes", "rtms_media_bytes", "kind", "all"),
+    ("drops", "rtms_media_drops", "kind", "all"),
+    ("gaps", "rtms_media_gaps", "kind", "all"),
+    ("parse_errors", "rtms_parse_errors", "socket", "all"),
+    ("reconnects", "rtms_reconnects", "socket", "stream"),
+    ("media_reconnects", "rtms_reconnects", "socket", "media"),
+    ("keepalives_answered", "rtms_keepalives_answered", "socket", "all"),
+    ("transcripts", "rtms_transcripts", None, ""),
+)
+METRIC_HELP: dict[str, tuple[str, str | None]] = {
+    "rtms_media_frames": ("Media messages received, by kind", "kind"),
+    "rtms_media_bytes": ("Decoded media payload bytes received, by kind", "kind"),
+    "rtms_media_drops": ("Media messages dropped (bad base64, malformed, oversized...), by kind ('all' when not split)", "kind"),
+    "rtms_media_gaps": ("Gaps detected in media timelines, by kind", "kind"),
+    "rtms_parse_errors": ("Messages that could not be parsed, by socket", "socket"),
+    "rtms_reconnects": ("Reconnections: whole stream (signaling + media) or one media socket", "socket"),
+    "rtms_keepalives_answered": ("Keep-alive requests answered, by socket", "socket"),
+    "rtms_transcripts": ("Transcript utterances received", None),
 }
 
 LATENCY_BUCKETS = (50e-6, 100e-6, 200e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 20e-3, 50e-3, 0.1, 0.5, 1.0)
@@ -50,13 +61,17 @@ class RetiredTotals:
     __slots__ = ("totals",)
 
     def __init__(self) -> None:
-        self.totals: dict[str, dict[str, float]] = {key: {} for key in STREAM_COUNTERS}
+        self.totals: dict[str, dict[str, float]] = {name: {} for name in METRIC_HELP}
 
     def add(self, stats: Mapping[str, Any]) -> None:
-        for key, (_, _, label) in STREAM_COUNTERS.items():
-            bucket = self.totals[key]
-            for name, number in _items(stats.get(key), "" if label is None else "all"):
-                bucket[name] = bucket.get(name, 0.0) + number
+        _accumulate(self.totals, stats)
+
+
+def _accumulate(totals: dict[str, dict[str, float]], stats: Mapping[str, Any]) -> None:
+    for key, metric, _, default_label in STREAM_COUNTERS:
+        bucket = totals[metric]
+        for name, number in _items(stats.get(key), default_label):
+            bucket[name] = bucket.get(name, 0.0) + number
 
 
 class _StreamCollector(Collector):
@@ -72,21 +87,19 @@ class _StreamCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         by_state = {state.name: 0 for state in SessionState}
         totals = {key: dict(values) for key, values in self._retired.totals.items()}
-        rtt_max = 0.0
-        rtt_sum = 0.0
-        rtt_n = 0
+        lag_max = 0.0
+        lag_sum = 0.0
+        lag_n = 0
         occupancy_max = 0.0
         for state, stats in self._source():
             by_state[state] = by_state.get(state, 0) + 1
-            for key, (_, _, label) in STREAM_COUNTERS.items():
-                bucket = totals[key]
-                for name, number in _items(stats.get(key), "" if label is None else "all"):
-                    bucket[name] = bucket.get(name, 0.0) + number
-            rtt = stats.get("keepalive_rtt_s")
-            if isinstance(rtt, (int, float)) and rtt > 0:
-                rtt_max = max(rtt_max, float(rtt))
-                rtt_sum += float(rtt)
-                rtt_n += 1
+            _accumulate(totals, stats)
+            lag = stats.get("keepalive_lag_ms")
+            if isinstance(lag, (int, float)) and not isinstance(lag, bool):
+                lag_s = max(0.0, float(lag)) / 1000.0
+                lag_max = max(lag_max, lag_s)
+                lag_sum += lag_s
+                lag_n += 1
             occ = stats.get("ring_occupancy")
             if isinstance(occ, (int, float)):
                 occupancy_max = max(occupancy_max, float(occ))
@@ -94,17 +107,22 @@ class _StreamCollector(Collector):
         for state, count in by_state.items():
             active.add_metric([state], count)
         yield active
-        for key, (name, help_text, label) in STREAM_COUNTERS.items():
+        for name, (help_text, label) in METRIC_HELP.items():
             family = CounterMetricFamily(name, help_text, labels=[label] if label else [])
-            for label_value, number in sorted(totals[key].items()):
+            for label_value, number in sorted(totals[name].items()):
                 family.add_metric([label_value] if label else [], number)
-            if not label and not totals[key]:
+            if not label and not totals[name]:
                 family.add_metric([], 0.0)
             yield family
-        rtt = GaugeMetricFamily("rtms_keepalive_rtt_seconds", "Keep-alive round trip across live streams", labels=["stat"])
-        rtt.add_metric(["max"], rtt_max)
-        rtt.add_metric(["mean"], rtt_sum / rtt_n if rtt_n else 0.0)
-        yield rtt
+        lag = GaugeMetricFamily(
+            "rtms_keepalive_lag_seconds",
+            "Keep-alive delay across live streams: receipt time minus the server's request timestamp "
+            "(the server starts keep-alives, so this one-way figure, clock offset included, is what a client can see)",
+            labels=["stat"],
+        )
+        lag.add_metric(["max"], lag_max)
+        lag.add_metric(["mean"], lag_sum / lag_n if lag_n else 0.0)
+        yield lag
         yield GaugeMetricFamily("rtms_ring_occupancy_ratio", "Fullest shared-memory ring across live streams (0..1)", value=occupancy_max)
 
 

@@ -93,7 +93,7 @@ class FakeSession:
         self._closed.set()
 
     def stats(self) -> dict[str, Any]:
-        return {"frames": {"audio": 50}, "bytes": {"audio": 32000}, "keepalive_rtt_s": 0.001}
+        return {"frames": {"audio": 50}, "bytes": {"audio": 32000}, "keepalive_lag_ms": 1, "keepalives_answered": {"signaling": 2, "media": 4}}
 
 
 def fake_factory(fail_for: set[str] | None = None) -> Any:

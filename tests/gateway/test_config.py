@@ -50,6 +50,8 @@ shm = true
     assert cfg.sessions.media_kinds == ("audio", "video")
     assert cfg.sessions.media_params == {"audio": {"data_opt": 2}}
     assert cfg.publish.shm is True
+    params = cfg.sessions.build_media_params()
+    assert params.audio is not None and params.audio.data_opt == 2 and params.transcript is None
 
 
 def test_credentials_in_file_are_overridden_by_sdk_env_names(tmp_path: Path) -> None:
@@ -72,6 +74,7 @@ def test_credentials_in_file_are_overridden_by_sdk_env_names(tmp_path: Path) -> 
         ("", {"ZM_RTMS_CLIENT": "c", "ZM_RTMS_SECRET": "s"}, "credentials.webhook_secret"),
         ("", {**CREDS, "GATEWAY_SERVER_TIMESTAMP_TOLERANCE_S": "soon"}, "server.timestamp_tolerance_s"),
         ("[log]\nlevel = \"LOUD\"\n", CREDS, "log.level"),
+        ("[sessions.media_params.audio]\nsample_rate = 99\n", CREDS, "sessions.media_params.audio.sample_rate"),
     ],
 )
 def test_errors_name_the_key(tmp_path: Path, text: str, env: dict[str, str], key: str) -> None:
