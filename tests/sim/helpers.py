@@ -112,6 +112,7 @@ class TestClient:
         self.auto_keepalive = auto_keepalive
         self.received: list[dict[str, Any]] = []
         self.keepalives = 0
+        self.unparseable: list[bytes] = []
         self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._reader = asyncio.get_running_loop().create_task(self._read())
 
@@ -123,7 +124,11 @@ class TestClient:
     async def _read(self) -> None:
         try:
             async for raw in self.ws:
-                doc = orjson.loads(raw)
+                try:
+                    doc = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    self.unparseable.append(raw if isinstance(raw, bytes) else raw.encode())
+                    continue
                 if doc.get("msg_type") == MsgType.KEEP_ALIVE_REQ:
                     self.keepalives += 1
                     if self.auto_keepalive:
@@ -222,8 +227,11 @@ class Session:
         return await client.recv_type(MsgType.DATA_HAND_SHAKE_RESP)
 
     async def ready(self) -> None:
+        """msg 7 on signaling; returns once the simulator has processed it."""
         assert self.signaling is not None
+        before = self.stream.client.ready_acks_signaling
         await self.signaling.send(protocol.build_client_ready_ack(self.stream.stream_id))
+        assert await wait_for(lambda: self.stream.client.ready_acks_signaling > before)
 
     async def join(self, kinds: dict[str, dict[str, Any] | None], *, subscribe: tuple[int, ...] = (), **hello: Any) -> None:
         resp = await self.connect_signaling(**hello)
