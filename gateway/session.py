@@ -41,7 +41,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,7 +127,7 @@ class SessionSettings:
     client_secret: str = field(repr=False)
     media_kinds: tuple[str, ...] = ("audio", "video", "transcript")
     unified: bool = False
-    media_params: MediaParams | None = None  # None: the raw protocol's defaults for media_kinds
+    media_params: MediaParams | Mapping[str, Any] | None = None  # None: the raw protocol's defaults for media_kinds
     subscribe_events: tuple[int, ...] = (2, 3, 4, 5, 6, 8, 9)
     buffer_data: bool = True
     status_profile: str = "B"
@@ -151,10 +151,16 @@ class SessionSettings:
         protocol.StatusProfile(self.status_profile)  # validates
         if self.media_params is None:
             object.__setattr__(self, "media_params", _default_params(self.media_kinds))
+        elif isinstance(self.media_params, Mapping):  # wire-shaped dicts (from TOML): defaults fill the gaps
+            parsed = protocol.media_params_from_wire(self.media_params)
+            for kind in self.media_kinds:
+                if getattr(parsed, kind) is None:
+                    setattr(parsed, kind, protocol.PARAMS_BY_KIND[kind]())
+            object.__setattr__(self, "media_params", parsed)
 
     def params_for(self, kinds: tuple[str, ...]) -> MediaParams:
         """``media_params`` restricted to ``kinds`` (a requested kind without params gets defaults)."""
-        assert self.media_params is not None
+        assert isinstance(self.media_params, MediaParams)
         out = MediaParams()
         for kind in kinds:
             p = getattr(self.media_params, kind)
@@ -362,11 +368,12 @@ class StreamSession:
             try:
                 await self._connect_all(self._server_urls)
             except BaseException as exc:
-                if not isinstance(exc, asyncio.CancelledError):
-                    self.error = exc
-                    log.warning("stream %s: start failed: %s", self.target.stream_id, exc)
-                    self._started.set_exception(exc)
-                raise
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                self.error = exc
+                log.warning("stream %s: start failed: %s", self.target.stream_id, exc)
+                self._started.set_exception(exc)
+                return  # teardown in finally
             self._started.set_result(None)
             await self._supervise()
         except (asyncio.CancelledError, _Stop):
@@ -382,11 +389,14 @@ class StreamSession:
         """Serve reconnect commands and run the client watchdog until stopped."""
         while True:
             remaining = self._watchdog_remaining()
-            try:
-                async with asyncio.timeout(max(remaining, 0.0)):
-                    kind, arg, fut = await self._commands.get()
-            except TimeoutError:
+            if remaining <= 0:
                 kind, arg, fut = "watchdog", None, None
+            else:
+                try:
+                    async with asyncio.timeout(remaining):
+                        kind, arg, fut = await self._commands.get()
+                except TimeoutError:
+                    continue  # traffic may have arrived meanwhile: re-check
             try:
                 await self._handle(kind, arg)
             except BaseException as exc:

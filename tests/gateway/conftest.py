@@ -2,7 +2,7 @@
 
 Kept generic on purpose (session, webhook and app tests all use them):
 
-* ``event_loop_policy``: every async test in this folder runs on uvloop, like the gateway.
+* ``pytest_asyncio_loop_factories``: every async test in this folder runs on uvloop, like the gateway.
 * ``sim`` / ``sim_factory``: simulators on loopback port 0 with fast timers (``FAST_SIM``).
 * :class:`RecordingSink`: a :class:`gateway.sink.MediaSink` that keeps copies of everything.
 * :func:`open_fds` / :func:`other_tasks`: resource counts for leak assertions.
@@ -20,16 +20,16 @@ import uvloop
 
 from gateway import protocol
 from gateway.protocol import MediaMessage, WebhookKind
-from gateway.sim.server import SimConfig, Simulator, SimStream
+from gateway.sim.server import SimConfig, SimStream, Simulator
 
 #: Simulator settings that make keep-alives and reconnection windows fast (x0.05: keep-alive
 #: every 0.5 s, signaling window 3 s, media window 3.25 s). Media itself stays real-time.
 FAST_SIM: dict[str, Any] = {"time_scale": 0.05, "participants": 3}
 
 
-@pytest.fixture
-def event_loop_policy() -> asyncio.AbstractEventLoopPolicy:
-    return uvloop.EventLoopPolicy()
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every async test in this folder runs on uvloop, like the gateway."""
+    return {"uvloop": uvloop.new_event_loop}
 
 
 class RecordingSink:
@@ -127,14 +127,36 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def other_tasks() -> set[asyncio.Task[Any]]:
-    """Every task on the running loop except the current one."""
+def _is_simulator_task(task: asyncio.Task[Any]) -> bool:
+    code = getattr(task.get_coro(), "cr_code", None)
+    return code is not None and "/gateway/sim/" in code.co_filename
+
+
+def other_tasks(*, include_simulator: bool = False) -> set[asyncio.Task[Any]]:
+    """Tasks on the running loop except the current one (and, by default, the simulator's own:
+    its per-stream media pumps live as long as the simulated stream, not the client session)."""
     current = asyncio.current_task()
-    return {t for t in asyncio.all_tasks() if t is not current and not t.done()}
+    return {
+        t for t in asyncio.all_tasks() if t is not current and not t.done() and (include_simulator or not _is_simulator_task(t))
+    }
 
 
 async def wait_for(predicate: Callable[[], bool], *, timeout_s: float = 10.0, step_s: float = 0.01) -> None:
     """Poll ``predicate`` until true (bounded); raises ``TimeoutError`` with no wall-clock assertion."""
     async with asyncio.timeout(timeout_s):
-        while not predicate():
+        while not predicate():  # noqa: ASYNC110 - polls state owned by other objects
             await asyncio.sleep(step_s)
+
+
+def pick_media_listener() -> Any:
+    """The native media listener when the extension has it, else its pure-Python twin."""
+    try:
+        from gateway._native import MediaListener  # type: ignore[attr-defined]
+    except ImportError:
+        from gateway._native_py import MediaListener
+    return MediaListener
+
+
+@pytest.fixture
+def media_listener() -> Any:
+    return pick_media_listener()
