@@ -393,8 +393,9 @@ class RtmsControlClient:
             async with self._http().request(method, url, timeout=self._timeout, **kwargs) as resp:
                 return resp.status, resp.headers, await resp.read()
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            # the URL is not in the message: the OAuth one carries the account id
-            raise ControlError(f"{method} to Zoom failed: {type(exc).__name__}") from None
+            # without the query: the OAuth URL carries the account id there
+            where = url.with_query(None)
+            raise ControlError(f"{method} {where} failed: {type(exc).__name__}: {exc}".replace(str(url), str(where))) from None
 
 
 def _json_object(payload: bytes) -> dict[str, Any]:
