@@ -143,6 +143,13 @@ class Demo:
         from .sim.server import SimConfig, Simulator
 
         opts = self.options
+        try:
+            from .media import media_listener_factory
+
+            media_listener_factory()
+        except ImportError as exc:
+            self._write(f"gateway demo: cannot start: {exc}\n")
+            return 2
         gw = Gateway(self.config, sink_factory=self._sink_for)
         gw.event_listeners.append(self._on_event)
         await gw.start()

@@ -1,0 +1,232 @@
+"""The ``gateway`` command (also ``python -m gateway``): run, demo, sim, tap, control, bench.
+
+Subcommands owned by other modules are loaded when present: each such module exposes
+``add_arguments(parser)`` and ``run(args)`` (``gateway.sim.cli``, ``gateway.tap``,
+``gateway.control_cli``). A missing one answers clearly instead of pretending.
+
+Exit codes: 0 success, 1 failure, 2 bad usage or configuration, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import inspect
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+from . import __version__
+from .errors import ConfigError
+
+log = logging.getLogger("gateway")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+#: subcommand -> (module, one-line help) for commands implemented elsewhere.
+DELEGATED: dict[str, tuple[str, str]] = {
+    "sim": ("gateway.sim.cli", "standalone RTMS simulator that posts signed webhooks to a URL"),
+    "tap": ("gateway.tap", "attach to a running gateway's shared memory: live table, or write WAV/JSONL"),
+    "control": ("gateway.control_cli", "start/stop/pause/resume a meeting's RTMS stream via Zoom's REST API"),
+}
+
+
+def _load(module_name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as exc:
+        if exc.name and module_name.startswith(exc.name):  # the module itself is missing
+            return None
+        raise
+
+
+# ---------------------------------------------------------------------- gateway run
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", metavar="PATH", help="TOML configuration file (see examples/gateway.toml); env overrides apply")
+    parser.add_argument("--host", help="listen address (overrides server.host)")
+    parser.add_argument("--port", type=int, help="listen port (overrides server.port)")
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (overrides log.level)")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Production: webhook server + sessions until SIGINT/SIGTERM."""
+    from .app import run_coroutine
+    from .config import load_config, with_overrides
+    from .log import setup_logging
+
+    try:
+        config = load_config(args.config)
+        server: dict[str, Any] = {}
+        if args.host:
+            server["host"] = args.host
+        if args.port is not None:
+            server["port"] = args.port
+        if server:
+            config = with_overrides(config, server=server)
+        if args.log_level:
+            config = with_overrides(config, log={"level": args.log_level.upper()})
+        config.validate()
+    except ConfigError as exc:
+        print(f"gateway run: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    setup_logging(config.log.level, json=config.log.json)
+    try:
+        return int(run_coroutine(serve(config)))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+async def serve(config: Any, *, ready: Callable[[Any], None] | None = None, stop: asyncio.Event | None = None) -> int:
+    """Run a :class:`~gateway.app.Gateway` until ``stop`` is set or SIGINT/SIGTERM arrives."""
+    from .app import Gateway, parser_implementation
+
+    implementation = parser_implementation()
+    try:
+        from .media import media_listener_factory
+
+        media_listener_factory()  # fail at start, not at the first stream, when the parser is missing
+    except ImportError as exc:
+        log.error("cannot start: %s", exc)
+        return EXIT_USAGE
+    gw = Gateway(config)
+    try:
+        await gw.start()
+    except OSError as exc:
+        log.error("cannot listen on %s:%s: %s", config.server.host, config.server.port, exc)
+        return EXIT_FAILED
+    s, q = config.server, config.sessions
+    log.info("rtms-gateway %s listening on http://%s:%d", __version__, s.host, gw.port)
+    log.info("  POST %s  Zoom webhooks (signature + %d s window + replay check, max body %d bytes)", s.webhook_path, s.timestamp_tolerance_s, s.max_body_bytes)
+    log.info("  GET  /metrics (Prometheus)  /healthz  /streams (JSON)")
+    log.info("  media parser: %s", implementation)
+    log.info(
+        "  streams: max %d, kinds %s, %s, status codes list %s; publish: %s",
+        q.max_streams,
+        ",".join(q.media_kinds),
+        "one 'all' media socket" if q.unified else "one media socket per kind",
+        q.status_profile,
+        "shared memory" if config.publish.shm else "counters only",
+    )
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[int] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, _on_signal, stop, signum)
+            installed.append(signum)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread / platform
+            pass
+    if ready is not None:
+        ready(gw)
+    try:
+        await stop.wait()
+        log.info("shutting down: closing %d stream(s) (up to %.0f s)", len(gw.streams), s.shutdown_timeout_s)
+    finally:
+        await gw.close()
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+    log.info("stopped cleanly")
+    return EXIT_OK
+
+
+def _on_signal(stop: asyncio.Event, signum: int) -> None:
+    log.info("received %s", signal.Signals(signum).name)
+    stop.set()
+
+
+# ---------------------------------------------------------------------- other commands
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from . import demo
+    from .log import setup_logging
+
+    setup_logging(args.log_level or "WARNING")
+    return demo.main(args)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    module = _load("benchmarks.run")
+    entry = getattr(module, "main", None) if module is not None else None
+    if entry is None:
+        print(
+            "gateway bench: not yet implemented. The end-to-end benchmark runner (benchmarks/run.py) has not landed; "
+            "see benchmarks/README.md for the individual benchmarks.",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    return int(entry(args.bench_args) or 0)
+
+
+def _delegate(module_name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        module = _load(module_name)
+        if module is None:
+            print(f"gateway {args.command}: not available in this build ({module_name} is missing)", file=sys.stderr)
+            return EXIT_USAGE
+        result = module.run(args)
+        if inspect.iscoroutine(result):
+            from .app import run_coroutine
+
+            result = run_coroutine(result)
+        return int(result or 0)
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description="High-performance gateway for Zoom Realtime Media Streams (RTMS).")
+    parser.add_argument("--version", action="version", version=f"rtms-gateway {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("run", help="production: webhook server + stream sessions (until SIGINT/SIGTERM)")
+    _add_run_arguments(p)
+    p.set_defaults(func=cmd_run)
+
+    from . import demo
+
+    p = sub.add_parser("demo", help="simulator + gateway on this machine: live table, then a summary")
+    demo.add_arguments(p)
+    p.add_argument("--log-level", help="log level on stderr (default WARNING)")
+    p.set_defaults(func=cmd_demo)
+
+    for name, (module_name, help_text) in DELEGATED.items():
+        module = _load(module_name)
+        if module is None:
+            p = sub.add_parser(name, help=f"{help_text} (not available in this build)")
+            p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        else:
+            p = sub.add_parser(name, help=help_text)
+            module.add_arguments(p)
+        p.set_defaults(func=_delegate(module_name))
+
+    p = sub.add_parser("bench", help="end-to-end benchmark (not yet implemented)")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments passed to the benchmark runner")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(func(args))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,60 @@
+"""``gateway demo`` as a user runs it: a subprocess that must exit 0 with a complete summary."""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+
+from gateway.app import Gateway
+from gateway.demo import Demo, DemoOptions, StreamReport
+from gateway.stats_sink import StatsSink
+from tests.gateway.test_cli import ROOT, native_env
+
+
+def test_demo_subprocess_exits_zero_with_a_complete_summary() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "gateway", "demo", "--seconds", "3", "--meetings", "2"],
+        cwd=ROOT,
+        env=native_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    assert "summary" in out
+    assert out.count(": COMPLETE") == 2
+    assert "result: everything the simulator sent arrived intact" in out
+    # not a TTY: one status line per second instead of the ANSI table
+    assert "\x1b[" not in out
+    assert len(re.findall(r"^\[\s*\d+\.\ds\] streams=2", out, re.M)) >= 2
+    for kind in ("audio", "video", "transcript"):
+        m = re.search(rf"^\s+{kind}\s+sent\s+(\d+)\s+received\s+(\d+)", out, re.M)
+        assert m and int(m.group(1)) > 0 and m.group(1) == m.group(2), kind
+
+
+def test_summary_fails_when_anything_is_missing() -> None:
+    buf = io.StringIO()
+    demo = Demo(DemoOptions(seconds=1, meetings=1, tty=False), out=buf)
+    good = StreamReport("a" * 32, sent={"audio": 10}, received={"audio": 10})
+    lost = StreamReport("b" * 32, sent={"audio": 10, "video": 2}, received={"audio": 9, "video": 2})
+    assert demo._summary([good]) == 0
+    assert demo._summary([good, lost]) == 1
+    assert "LOST 1" in buf.getvalue() and "INCOMPLETE" in buf.getvalue()
+    assert demo._summary([StreamReport("c" * 32, sent={}, received={})]) == 1  # nothing flowed: not a success
+    assert demo._summary([StreamReport("d" * 32, sent={"audio": 1}, received={"audio": 1}, crc_mismatches=["audio/user 1"])]) == 1
+
+
+def test_tty_table_redraws_in_place() -> None:
+    buf = io.StringIO()
+    demo = Demo(DemoOptions(tty=True), out=buf)
+
+    gw = Gateway(demo.config)
+    demo.sinks["f" * 32] = StatsSink()
+    demo._draw(gw, None, 1.0)
+    demo._draw(gw, None, 2.0)
+    text = buf.getvalue()
+    assert "\x1b[" in text and "stream" in text
+    assert text.count("\x1b[J") == 1  # the second frame replaced the first
