@@ -1,0 +1,750 @@
+"""The audio engine: one media clock per meeting, jitter handling, marked gaps, mixer, formats.
+
+Data flow (one meeting)::
+
+    MediaSink.on_audio(user_id, name, ts_ms, payload)      (borrowed payload, copied here)
+      -> decoder (G.711/G.722/Opus; L16 is copied as is)
+      -> per-participant staging ring at sample index = clock(ts)   [_native.audio_stage_write]
+      -> window closes (reorder window behind the newest packet)
+      -> AudioOutput.write_participant / write_mixed               (native rate, int16, gaps marked)
+      -> FormatConverter per (source, format), once each           (soxr; int16/float32; mono/stereo)
+      -> FormatSink.write (e.g. MirroredRing -> model-ready windows as numpy views)
+
+**Media clock.** RTMS timestamps are epoch milliseconds per participant (PROTOCOL.md 4.1). All
+participants of a meeting share one 64-bit sample index ``index = (ts - origin_ms) * rate // 1000``.
+``origin_ms`` is the first audio timestamp seen *minus the reorder window* (or ``AudioConfig.origin_ms``
+when the caller knows a better one, e.g. the ``rtms_started`` event time), so a packet up to one
+window older than the first one seen (the startup burst of ``buffer_data`` is not always ordered
+across participants) still lands. Index 0 is therefore one window before the first packet and
+starts as a gap. The engine is kept across reconnections of the same meeting: replayed audio
+(PROTOCOL.md 6) lands at its own timestamps; a late joiner's first sample lands at the index of
+its first packet, aligned sample for sample with everyone else. A timestamp within ``snap_ms`` of
+where a participant's previous packet ended is snapped to it (no 1-sample holes or overlaps from
+millisecond rounding).
+
+**Jitter and gaps.** The meeting's newest packet start sets the clock; everything older than that
+minus ``reorder_ms`` is *closed* and emitted. Until then packets may arrive in any order (counted
+as ``reorders`` when older than the participant's newest). Exact duplicates are dropped
+(``duplicates``); a packet overlapping data already staged only fills the missing frames
+(``overlap_frames``): no sample is ever written twice. A packet older than the closed point is
+*late*: it is dropped and counted (``late_packets``/``late_frames``), never patched into what was
+already published, so consumers never see data change under them. Frames no packet covered are
+emitted as zeros with ``gap=True``. Note that in multi-stream mode Zoom sends packets only for
+active speakers, so a participant's silent turns are gaps too: ``gap`` means "no audio arrived",
+which a consumer can always tell from received audio that is quiet.
+
+**Mixing.** With ``data_opt`` 2 (one stream per speaker) the engine produces the mixed stream: the
+saturating int16 sum of the included participants (clip of the sum, once per sample), gap where no
+included participant had audio. With ``data_opt`` 1 Zoom's own mixed stream (``user_id`` 0) is passed
+through as the mixed output. ``AudioConfig.mix_exclude`` and :meth:`AudioEngine.set_muted` remove
+participants from the mix (their own stream is still emitted).
+
+**Output.** PCM handed to an :class:`AudioOutput` or :class:`FormatSink` is *borrowed* (a view of a
+staging ring or scratch buffer, valid during the call). Mono is 1-D ``(frames,)``, stereo 2-D
+``(frames, 2)``. Gap PCM is a read-only zero-stride view of zeros, so a gap of any length costs
+nothing; ``sample_index`` of consecutive writes to one stream is contiguous.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import soxr
+
+from . import _native
+from .codecs import Decoder, make_decoder
+from .protocol import AudioParams, Codec, DataOption
+
+__all__ = [
+    "MIXED",
+    "AudioConfig",
+    "AudioEngine",
+    "AudioFormat",
+    "AudioOutput",
+    "FormatConverter",
+    "FormatSink",
+    "MediaClock",
+    "MirroredRing",
+    "NullOutput",
+    "WindowReader",
+    "sliding_windows",
+]
+
+log = logging.getLogger("gateway.audio")
+
+#: Source id of the mixed stream (the same as Zoom's ``user_id`` for its mixed stream).
+MIXED = 0
+
+_ZERO_I16 = np.zeros(1, dtype=np.int16)
+_ZERO_F32 = np.zeros(1, dtype=np.float32)
+
+
+def _zeros(dtype: Any, channels: int, n: int) -> np.ndarray:
+    """A read-only zero-stride view of ``n`` zero frames (no memory behind it)."""
+    base = _ZERO_F32 if np.dtype(dtype) == np.float32 else _ZERO_I16
+    shape = (n,) if channels == 1 else (n, channels)
+    return np.broadcast_to(base[0], shape)
+
+
+# --------------------------------------------------------------------------- interfaces
+
+
+class AudioOutput(Protocol):
+    """Where the engine publishes native-rate int16 audio (the integrator wires it to shm)."""
+
+    def write_participant(self, user_id: int, sample_index: int, pcm: np.ndarray, gap: bool) -> None:
+        """Frames ``[sample_index, sample_index + len(pcm))`` of one participant (borrowed)."""
+
+    def write_mixed(self, sample_index: int, pcm: np.ndarray, gap: bool) -> None:
+        """Frames of the mixed stream (computed, or Zoom's own passed through)."""
+
+
+class FormatSink(Protocol):
+    """Receives one converted stream (rate/format/channels chosen by a consumer)."""
+
+    def write(self, sample_index: int, pcm: np.ndarray, gap: bool) -> None:
+        """Frames at the *output* rate's sample index (borrowed)."""
+
+
+class NullOutput:
+    """Discards everything (benchmarks, or formats-only consumers)."""
+
+    def write_participant(self, user_id: int, sample_index: int, pcm: np.ndarray, gap: bool) -> None:
+        pass
+
+    def write_mixed(self, sample_index: int, pcm: np.ndarray, gap: bool) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class AudioFormat:
+    """A consumer format: rate 8-48 kHz, ``int16`` or ``float32`` samples, 1 (down-mix) or 2 channels."""
+
+    rate_hz: int = 16000
+    sample_format: str = "float32"
+    channels: int = 1
+
+    def __post_init__(self) -> None:
+        if not 8000 <= self.rate_hz <= 48000:
+            raise ValueError(f"rate_hz {self.rate_hz} is outside 8000-48000")
+        if self.sample_format not in ("int16", "float32"):
+            raise ValueError(f"sample_format {self.sample_format!r} is not 'int16' or 'float32'")
+        if self.channels not in (1, 2):
+            raise ValueError(f"channels {self.channels} is not 1 or 2")
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return np.dtype(self.sample_format)
+
+
+@dataclass(slots=True)
+class AudioConfig:
+    """Engine settings (one meeting)."""
+
+    #: How long a window stays open for late/reordered packets, behind the newest packet start.
+    reorder_ms: int = 60
+    #: Emit closed audio in chunks of at least this much (batching: fewer, larger writes).
+    emit_ms: int = 20
+    #: A packet starting within this of where the participant's previous packet ended is snapped to it.
+    snap_ms: int = 2
+    #: Participants (user ids) left out of the computed mix.
+    mix_exclude: frozenset[int] = frozenset()
+    #: Fixed clock origin (epoch ms); None = first audio timestamp minus ``reorder_ms``.
+    origin_ms: int | None = None
+    #: Treat G.711 as mu-law instead of A-law.
+    g711_ulaw: bool = False
+    #: soxr quality for resampling converters ("HQ", "VHQ", "MQ", "LQ", "QQ").
+    resample_quality: str = "HQ"
+
+
+@dataclass(slots=True)
+class AudioStats:
+    """Counters (plain ints on the working object; metrics read them at scrape time)."""
+
+    packets: int = 0
+    frames: int = 0
+    duplicates: int = 0
+    overlap_frames: int = 0
+    reorders: int = 0
+    late_packets: int = 0
+    late_frames: int = 0
+    gap_frames: int = 0
+    decode_errors: int = 0
+    snapped: int = 0
+    ignored: int = 0
+    reconfigures: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+
+
+class MediaClock:
+    """Maps RTMS millisecond timestamps to the meeting's 64-bit sample index and back."""
+
+    __slots__ = ("origin_ms", "rate_hz")
+
+    def __init__(self, origin_ms: int, rate_hz: int) -> None:
+        self.origin_ms = origin_ms
+        self.rate_hz = rate_hz
+
+    def index_of(self, ts_ms: int) -> int:
+        return (ts_ms - self.origin_ms) * self.rate_hz // 1000
+
+    def ts_of(self, index: int) -> float:
+        return self.origin_ms + index * 1000.0 / self.rate_hz
+
+
+# --------------------------------------------------------------------------- engine
+
+
+@dataclass(slots=True)
+class _Track:
+    user_id: int
+    user_name: str | None
+    slot: int
+    decoder: Decoder | None
+    high_end: int = -1  # end index of this participant's newest packet
+    view: Any = None  # staging row as (cap,) or (cap, channels)
+    gap_frames: int = 0
+    frames: int = 0
+    converters: list[FormatConverter] = field(default_factory=list)
+
+
+class AudioEngine:
+    """One meeting's audio: a :class:`gateway.sink.MediaSink` audio half feeding an :class:`AudioOutput`."""
+
+    def __init__(self, output: AudioOutput | None = None, params: AudioParams | None = None, config: AudioConfig | None = None) -> None:
+        self.output: AudioOutput = output if output is not None else NullOutput()
+        self.config = config if config is not None else AudioConfig()
+        self.stats = AudioStats()
+        self.clock: MediaClock | None = None
+        self._muted: set[int] = set(self.config.mix_exclude)
+        self._tracks: dict[int, _Track] = {}
+        self._converters: dict[tuple[int, AudioFormat], FormatConverter] = {}
+        self._configure(params if params is not None else AudioParams(), explicit=params is not None)
+
+    # ------------------------------------------------------------------ setup
+
+    def _configure(self, params: AudioParams, explicit: bool) -> None:
+        self.params = params
+        self._explicit = explicit
+        self.rate_hz = params.rate_hz
+        self.channels = int(params.channel)
+        self._frame_bytes = 2 * self.channels
+        rate, cfg = self.rate_hz, self.config
+        self._window = cfg.reorder_ms * rate // 1000
+        self._quantum = max(1, cfg.emit_ms * rate // 1000)
+        self._snap = cfg.snap_ms * rate // 1000
+        packet = max(params.samples_per_packet, rate // 50)
+        need = self._window + 2 * packet + self._quantum + rate // 10
+        self._cap = 1 << max(10, (need - 1).bit_length())
+        self._closed = 0
+        self._max_start = -1
+        # mode: computed mix (multi-stream) or pass-through of user 0; known from params or the first packet
+        self._multi: bool | None = (params.data_opt == DataOption.AUDIO_MULTI_STREAMS) if explicit else None
+        self._slots = 0
+        self._buf = np.zeros((0, self._cap * self.channels), dtype=np.int16)
+        self._have = np.zeros((0, self._cap), dtype=np.uint8)
+        self._mix_out = np.zeros(self._cap * self.channels, dtype=np.int16)
+        self._mix_have = np.zeros((1, self._cap), dtype=np.uint8)
+        self._mix_view = self._mix_out if self.channels == 1 else self._mix_out.reshape(-1, self.channels)
+        self._mix_slots = np.zeros(0, dtype=np.int32)
+        self._zeros = _zeros(np.int16, self.channels, self._cap)
+        self._mixed_converters: list[FormatConverter] = []
+        self._mixed_next = 0
+        self._dup_check = params.codec != Codec.L16  # decoded codecs: detect duplicates before touching decoder state
+
+    def on_media_params(self, kind: str, params: Any) -> None:
+        """Negotiated parameters (``gateway.media`` calls this before the first frame)."""
+        if kind != "audio" or not isinstance(params, AudioParams):
+            return
+        if params == self.params and self._explicit:
+            return
+        if self.clock is not None:  # a new negotiation mid-meeting: publish what we have, start a new clock epoch
+            log.warning("audio params changed mid-stream (%s -> %s): new media clock", self.params, params)
+            self.flush()
+            self.stats.reconfigures += 1
+            self.clock = None
+            self._tracks.clear()
+        self._configure(params, explicit=True)
+        for (source, _fmt), conv in list(self._converters.items()):
+            conv.reset_input(self.rate_hz, self.channels)
+            self._attach(source, conv)
+
+    def set_muted(self, user_id: int, muted: bool = True) -> None:
+        """Leave ``user_id`` out of (or put it back into) the computed mix from the next window on."""
+        (self._muted.add if muted else self._muted.discard)(user_id)
+        self._update_mix_slots()
+
+    def remove_participant(self, user_id: int) -> None:
+        """Stop emitting a participant (e.g. it left); its staged audio is published first."""
+        tr = self._tracks.get(user_id)
+        if tr is None:
+            return
+        self.flush()
+        del self._tracks[user_id]
+        self._update_mix_slots()
+
+    def _add_track(self, user_id: int, user_name: str | None) -> _Track:
+        if self._multi is None:
+            self._multi = user_id != MIXED
+        slot = self._slots
+        if slot == len(self._buf):
+            grow = max(4, 2 * slot)
+            buf = np.zeros((grow, self._cap * self.channels), dtype=np.int16)
+            have = np.zeros((grow, self._cap), dtype=np.uint8)
+            buf[:slot] = self._buf
+            have[:slot] = self._have
+            self._buf, self._have = buf, have
+            for t in self._tracks.values():
+                t.view = self._row_view(t.slot)
+        self._slots += 1
+        decoder = make_decoder(self.params, ulaw=self.config.g711_ulaw)
+        tr = _Track(user_id, user_name, slot, decoder)
+        tr.view = self._row_view(slot)
+        self._tracks[user_id] = tr
+        self._attach(user_id, None)
+        self._update_mix_slots()
+        return tr
+
+    def _row_view(self, slot: int) -> np.ndarray:
+        row = self._buf[slot]
+        return row if self.channels == 1 else row.reshape(self._cap, self.channels)
+
+    def _update_mix_slots(self) -> None:
+        slots = [t.slot for uid, t in self._tracks.items() if uid != MIXED and uid not in self._muted]
+        self._mix_slots = np.array(slots, dtype=np.int32)
+
+    # ------------------------------------------------------------------ packets
+
+    def on_audio(self, user_id: int, user_name: str | None, timestamp: int, data: memoryview) -> None:
+        """One audio packet; ``data`` is borrowed (copied into staging before returning)."""
+        st = self.stats
+        st.packets += 1
+        tr = self._tracks.get(user_id)
+        if tr is None:
+            if self._multi is not None and (user_id == MIXED) == self._multi:
+                st.ignored += 1  # a mixed packet in multi-stream mode (or the reverse): not this stream's mode
+                return
+            tr = self._add_track(user_id, user_name)
+        clock = self.clock
+        if clock is None:
+            origin = self.config.origin_ms
+            clock = self.clock = MediaClock(timestamp - self.config.reorder_ms if origin is None else origin, self.rate_hz)
+        idx = (timestamp - clock.origin_ms) * self.rate_hz // 1000
+        high = tr.high_end
+        if idx != high and high >= 0 and -self._snap <= idx - high <= self._snap:
+            idx = high
+            st.snapped += 1
+        if tr.decoder is not None:
+            if self._dup_check and idx >= self._closed:
+                n_expect = self.params.samples_per_packet
+                if _native.audio_count(self._have, tr.slot, idx, idx + n_expect) == n_expect:
+                    st.duplicates += 1
+                    return
+            pcm = tr.decoder.decode(data)
+            if pcm is None:
+                st.decode_errors += 1
+                return
+            payload: Any = pcm.view(np.uint8)
+        else:
+            payload = data
+        n = len(payload) // self._frame_bytes
+        if n == 0:
+            st.ignored += 1
+            return
+        closed = self._closed
+        if idx < closed:
+            late = min(n, closed - idx)
+            st.late_frames += late
+            if late == n:
+                st.late_packets += 1
+                return
+            payload = payload[late * self._frame_bytes :]
+            idx = closed
+            n -= late
+        if idx > self._max_start:
+            self._max_start = idx
+            target = idx - self._window
+            if target - closed >= self._quantum:
+                self._emit(target)
+        end = idx + n
+        if end - self._closed > self._cap:  # a packet far ahead of a stalled window: make room (emits gaps)
+            self._emit(end - self._cap)
+        present = _native.audio_stage_write(self._buf, self._have, tr.slot, idx, payload, self.channels)
+        if present:
+            if present == n:
+                st.duplicates += 1
+                return
+            st.overlap_frames += present
+        if idx < high:  # older than this participant's newest packet, and not a duplicate
+            st.reorders += 1
+        st.frames += n - present
+        tr.frames += n - present
+        if end > high:
+            tr.high_end = end
+
+    def flush(self, final: bool = False) -> None:
+        """Publish everything staged (pause, reconfiguration); ``final`` also drains the resamplers."""
+        end = max((t.high_end for t in self._tracks.values()), default=-1)
+        if end > self._closed:
+            self._emit(end)
+        if final:
+            for conv in self._converters.values():
+                conv.flush()
+
+    def advance(self, timestamp: int) -> None:
+        """Close windows up to ``timestamp - reorder_ms`` although no packet arrived (idle meeting)."""
+        if self.clock is None:
+            return
+        target = self.clock.index_of(timestamp) - self._window
+        if target - self._closed >= self._quantum:
+            self._emit(target)
+
+    # ------------------------------------------------------------------ emission
+
+    def _emit(self, target: int) -> None:
+        """Publish ``[closed, target)`` for every stream, in pieces of at most one staging ring."""
+        cap = self._cap
+        while self._closed < target:
+            a = self._closed
+            b = min(target, a + cap)
+            # never cross the ring end inside one piece: views stay contiguous
+            b = min(b, a - (a & (cap - 1)) + cap)
+            self._emit_piece(a, b)
+            self._closed = b
+
+    def _emit_piece(self, a: int, b: int) -> None:
+        have, buf = self._have, self._buf
+        mask = self._cap - 1
+        base = a - (a & mask)
+        out = self.output
+        multi = self._multi
+        st = self.stats
+        for tr in self._tracks.values():
+            slot = tr.slot
+            uid = tr.user_id
+            p = a
+            while p < b:
+                q = _native.audio_run_end(have, slot, p, b)
+                gap = not have[slot, p & mask]
+                pcm = self._zeros[: q - p] if gap else tr.view[p - base : q - base]
+                if gap:
+                    tr.gap_frames += q - p
+                    st.gap_frames += q - p
+                if uid == MIXED:
+                    out.write_mixed(p, pcm, gap)
+                    for conv in self._mixed_converters:
+                        conv.push(p, pcm, gap)
+                else:
+                    out.write_participant(uid, p, pcm, gap)
+                    for conv in tr.converters:
+                        conv.push(p, pcm, gap)
+                p = q
+        if multi:
+            n = b - a
+            _native.audio_mix(buf, have, self._mix_slots, a, n, self._mix_out, self._mix_have[0])
+            mh = self._mix_have
+            p = 0
+            while p < n:
+                q = _native.audio_run_end(mh, 0, p, n)
+                gap = not mh[0, p]
+                pcm = self._zeros[: q - p] if gap else self._mix_view[p:q]
+                out.write_mixed(a + p, pcm, gap)
+                for conv in self._mixed_converters:
+                    conv.push(a + p, pcm, gap)
+                p = q
+        for tr in self._tracks.values():
+            _native.audio_stage_clear(buf, have, tr.slot, a, b - a)
+
+    # ------------------------------------------------------------------ formats
+
+    def add_format(self, fmt: AudioFormat, sink: FormatSink, source: int = MIXED) -> FormatConverter:
+        """Deliver ``source`` (a user id, or :data:`MIXED`) converted to ``fmt`` to ``sink``.
+
+        One converter per (source, format), however many sinks share it: the resampler runs once.
+        It starts with the next emitted window (output index = input index scaled to the new rate).
+        """
+        key = (source, fmt)
+        conv = self._converters.get(key)
+        if conv is None:
+            conv = FormatConverter(self.rate_hz, self.channels, fmt, self.config.resample_quality)
+            self._converters[key] = conv
+            self._attach(source, conv)
+        conv.sinks.append(sink)
+        return conv
+
+    def remove_format(self, fmt: AudioFormat, sink: FormatSink, source: int = MIXED) -> None:
+        """Detach ``sink``; the converter goes when its last sink does."""
+        key = (source, fmt)
+        conv = self._converters.get(key)
+        if conv is None:
+            return
+        if sink in conv.sinks:
+            conv.sinks.remove(sink)
+        if not conv.sinks:
+            del self._converters[key]
+            self._rebuild_converter_lists()
+
+    def _attach(self, source: int, conv: FormatConverter | None) -> None:
+        self._rebuild_converter_lists()
+
+    def _rebuild_converter_lists(self) -> None:
+        self._mixed_converters = [c for (s, _f), c in self._converters.items() if s == MIXED]
+        for uid, tr in self._tracks.items():
+            if uid != MIXED:
+                tr.converters = [c for (s, _f), c in self._converters.items() if s == uid]
+
+    @property
+    def formats(self) -> dict[tuple[int, AudioFormat], FormatConverter]:
+        """The live converters, keyed by (source, format)."""
+        return dict(self._converters)
+
+    # ------------------------------------------------------------------ introspection
+
+    @property
+    def closed_index(self) -> int:
+        """Everything before this sample index has been published."""
+        return self._closed
+
+    @property
+    def participants(self) -> list[int]:
+        return [uid for uid in self._tracks if uid != MIXED]
+
+    def snapshot(self) -> dict[str, Any]:
+        """Counters for metrics/logs, plus decode errors per decoder."""
+        d: dict[str, Any] = self.stats.as_dict()
+        d["gap_frames_by_user"] = {uid: t.gap_frames for uid, t in self._tracks.items()}
+        d["closed_index"] = self._closed
+        return d
+
+
+# --------------------------------------------------------------------------- format conversion
+
+
+class FormatConverter:
+    """One stream converted to one :class:`AudioFormat`: down-/up-mix, int16/float32, soxr resampling.
+
+    Streaming and stateful; chunked input gives exactly the output of converting each gap-free run
+    in one shot (``soxr.resample``). At a gap the resampler is flushed (its tail belongs before the
+    gap) and cleared, so stale history never smears across a gap; runs start at the output index
+    ``round_down(input_index * out_rate / in_rate)``, so every format stays on the meeting clock.
+    """
+
+    def __init__(self, in_rate: int, in_channels: int, fmt: AudioFormat, quality: str = "HQ") -> None:
+        self.fmt = fmt
+        self.sinks: list[FormatSink] = []
+        self.quality = quality
+        self.reset_input(in_rate, in_channels)
+
+    def reset_input(self, in_rate: int, in_channels: int) -> None:
+        """(Re)start for an input of ``in_rate``/``in_channels`` (new media clock epoch)."""
+        fmt = self.fmt
+        self.in_rate = in_rate
+        self.in_channels = in_channels
+        self._same_rate = in_rate == fmt.rate_hz
+        self._resampler = None if self._same_rate else soxr.ResampleStream(in_rate, fmt.rate_hz, fmt.channels, fmt.sample_format, self.quality)
+        self._scratch = np.zeros(0, dtype=fmt.dtype)
+        self._active = False  # inside a data run (resampler holds history)
+        self._out_pos: int | None = None
+        self._trim = 0
+        self._zeros = _zeros(fmt.dtype, fmt.channels, 1 << 22)
+
+    def _prepare(self, pcm: np.ndarray) -> np.ndarray:
+        """int16 native frames -> the output's channels and sample format (contiguous, scratch-backed)."""
+        fmt = self.fmt
+        n = len(pcm)
+        flat = pcm.reshape(-1)
+        if self.in_channels == fmt.channels and fmt.sample_format == "int16":
+            return pcm if pcm.flags.c_contiguous else np.ascontiguousarray(pcm)
+        need = n * fmt.channels
+        if len(self._scratch) < need:
+            self._scratch = np.zeros(max(need, 4096), dtype=fmt.dtype)
+        out = self._scratch[:need]
+        if self.in_channels == 2 and fmt.channels == 1:
+            if fmt.sample_format == "float32":
+                _native.audio_downmix_i16_to_f32(flat, out)
+            else:
+                _native.audio_downmix_i16(flat, out)
+        elif self.in_channels == 1 and fmt.channels == 2:
+            if fmt.sample_format == "int16":
+                _native.audio_upmix_i16(flat, out)
+            else:
+                tmp = np.empty(need, dtype=np.int16)
+                _native.audio_upmix_i16(flat, tmp)
+                _native.audio_i16_to_f32(tmp, out)
+        else:
+            _native.audio_i16_to_f32(flat, out)
+        return out if fmt.channels == 1 else out.reshape(n, 2)
+
+    def _out(self, pcm: np.ndarray, gap: bool) -> None:
+        n = len(pcm)
+        if n == 0:
+            return
+        pos = self._out_pos
+        for sink in self.sinks:
+            sink.write(pos, pcm, gap)  # type: ignore[arg-type]
+        self._out_pos = pos + n  # type: ignore[operator]
+
+    def _gap_to(self, end: int) -> None:
+        pos = self._out_pos
+        assert pos is not None
+        while pos < end:
+            n = min(end - pos, len(self._zeros))
+            self._out(self._zeros[:n], True)
+            pos += n
+
+    def _finish_run(self) -> None:
+        if self._active and self._resampler is not None:
+            empty = np.zeros((0, self.fmt.channels) if self.fmt.channels == 2 else 0, dtype=self.fmt.dtype)
+            self._emit_data(self._resampler.resample_chunk(empty, last=True))
+            self._resampler.clear()
+        self._active = False
+
+    def _emit_data(self, y: np.ndarray) -> None:
+        if self._trim:
+            k = min(self._trim, len(y))
+            y = y[k:]
+            self._trim -= k
+        self._out(y, False)
+
+    def push(self, index: int, pcm: np.ndarray, gap: bool) -> None:
+        """Frames ``[index, index + len(pcm))`` at the input rate (contiguous with the last push)."""
+        out_rate, in_rate = self.fmt.rate_hz, self.in_rate
+        if self._out_pos is None:
+            self._out_pos = index * out_rate // in_rate
+        if gap:
+            self._finish_run()
+            self._gap_to((index + len(pcm)) * out_rate // in_rate)
+            return
+        if not self._active:
+            start = index * out_rate // in_rate
+            if start > self._out_pos:
+                self._gap_to(start)
+            self._trim = self._out_pos - start
+            self._active = True
+        x = self._prepare(pcm)
+        if self._resampler is None:
+            self._emit_data(x)
+        else:
+            self._emit_data(self._resampler.resample_chunk(x))
+
+    def flush(self) -> None:
+        """End of the stream: emit the resampler's tail."""
+        self._finish_run()
+
+
+# --------------------------------------------------------------------------- model-ready windows
+
+
+class MirroredRing:
+    """A :class:`FormatSink` keeping the last ``capacity`` frames, readable as zero-copy windows.
+
+    Every frame is stored twice (at ``i`` and ``i + capacity``), so any span of up to ``capacity``
+    frames is one contiguous slice: windows are plain numpy views, never copies. ``gaps`` mirrors
+    the gap marks the same way. A view stays valid until ``capacity - len(view)`` newer frames have
+    been written (check :meth:`valid` when reading lazily).
+    """
+
+    def __init__(self, capacity: int, channels: int = 1, dtype: Any = np.float32) -> None:
+        self.capacity = int(capacity)
+        self.channels = channels
+        shape = (2 * self.capacity,) if channels == 1 else (2 * self.capacity, channels)
+        self.data = np.zeros(shape, dtype=dtype)
+        self.gaps = np.ones(2 * self.capacity, dtype=bool)
+        self.start: int | None = None  # first index ever written
+        self.end = 0  # one past the newest index written
+
+    def write(self, sample_index: int, pcm: np.ndarray, gap: bool) -> None:
+        if self.start is None:
+            self.start = self.end = sample_index
+        if sample_index > self.end:  # a skipped span is a gap
+            self._put(self.end, _zeros(self.data.dtype, self.channels, sample_index - self.end), True)
+        elif sample_index < self.end:  # never rewrite published frames
+            skip = self.end - sample_index
+            if skip >= len(pcm):
+                return
+            pcm, sample_index = pcm[skip:], self.end
+        self._put(sample_index, pcm, gap)
+
+    def _put(self, index: int, pcm: np.ndarray, gap: bool) -> None:
+        cap = self.capacity
+        n = len(pcm)
+        if n > cap:
+            pcm, index, n = pcm[n - cap :], index + n - cap, cap
+        pos = index % cap
+        first = min(n, cap - pos)
+        for off in (0, cap):
+            self.data[pos + off : pos + off + first] = pcm[:first]
+            self.gaps[pos + off : pos + off + first] = gap
+        if first < n:
+            rest = n - first
+            for off in (0, cap):
+                self.data[off : off + rest] = pcm[first:]
+                self.gaps[off : off + rest] = gap
+        self.end = index + n
+
+    def valid(self, start: int, n: int) -> bool:
+        """Whether frames ``[start, start + n)`` are still held."""
+        return self.start is not None and start >= max(self.start, self.end - self.capacity) and start + n <= self.end
+
+    def view(self, start: int, n: int) -> np.ndarray:
+        """Frames ``[start, start + n)`` as a view (raises if not held)."""
+        if not self.valid(start, n):
+            raise IndexError(f"frames [{start}, {start + n}) not held (ring has [{max(self.start or 0, self.end - self.capacity)}, {self.end}))")
+        pos = start % self.capacity
+        return self.data[pos : pos + n]
+
+    def gap_view(self, start: int, n: int) -> np.ndarray:
+        """Gap marks of frames ``[start, start + n)`` as a view."""
+        if not self.valid(start, n):
+            raise IndexError(f"frames [{start}, {start + n}) not held")
+        pos = start % self.capacity
+        return self.gaps[pos : pos + n]
+
+
+def sliding_windows(ring: MirroredRing, window: int, hop: int, start: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(start_index, view)`` for each complete window of ``window`` frames, every ``hop``.
+
+    Starts at ``start`` (default: the ring's first frame) and stops at the newest complete window;
+    call again with the next start to continue. Views are zero-copy (see :class:`MirroredRing`).
+    Windows that were overwritten before being read are skipped.
+    """
+    if ring.start is None:
+        return
+    if window > ring.capacity:
+        raise ValueError(f"window {window} exceeds the ring capacity {ring.capacity}")
+    s = ring.start if start is None else start
+    while s + window <= ring.end:
+        if ring.valid(s, window):
+            yield s, ring.view(s, window)
+        s += hop
+
+
+class WindowReader:
+    """Stateful :func:`sliding_windows`: each :meth:`ready` call yields only the new windows."""
+
+    def __init__(self, ring: MirroredRing, window: int, hop: int, start: int | None = None) -> None:
+        if window <= 0 or hop <= 0:
+            raise ValueError("window and hop must be positive")
+        self.ring, self.window, self.hop = ring, window, hop
+        self.next_start = start
+        self.skipped = 0  # windows overwritten before they were read
+
+    def ready(self) -> Iterator[tuple[int, np.ndarray]]:
+        ring = self.ring
+        if ring.start is None:
+            return
+        if self.next_start is None:
+            self.next_start = ring.start
+        while self.next_start + self.window <= ring.end:
+            s = self.next_start
+            self.next_start = s + self.hop
+            if ring.valid(s, self.window):
+                yield s, ring.view(s, self.window)
+            else:
+                self.skipped += 1
