@@ -125,7 +125,9 @@ _WHAT = {
 
 
 def classify(status: int, code: int | None, message: str) -> type[ControlError]:
-    """The error class for one Zoom error answer (see the three tables above)."""
+    """The error class for one Zoom error answer (see the three tables above; a 429 is always RateLimited)."""
+    if status == 429:
+        return RateLimited
     if code is not None and code in ZOOM_CODE_ERRORS:
         return ZOOM_CODE_ERRORS[code]
     text = message.lower()

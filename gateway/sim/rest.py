@@ -30,7 +30,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import unquote
 
 import orjson
@@ -146,6 +146,15 @@ class ZoomRestSim:
         self.app.router.add_post("/oauth/token", self._oauth)
         self.app.router.add_route("PATCH", "/v2/live_meetings/{meeting_id}/rtms_app/status", self._status)
         self.app.router.add_route("PATCH", "/v2/phone/calls/{meeting_id}/rtms_app/status", self._status)
+
+    @classmethod
+    def for_simulator(cls, sim: Simulator, **kwargs: Any) -> ZoomRestSim:
+        """Zoom's REST side over ``sim``; the RTMS app is the simulator's own app (its ``client_id``).
+
+        Register meetings on ``rest.controller`` (a :class:`SimulatorRtmsApp`), then ``await rest.serve()``.
+        """
+        kwargs.setdefault("rtms_client_id", sim.config.client_id)
+        return cls(SimulatorRtmsApp(sim), **kwargs)
 
     def __repr__(self) -> str:
         return f"ZoomRestSim(base_url={self.base_url!r}, client_id={self.client_id!r}, client_secret=***)"

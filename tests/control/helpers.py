@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 from collections import deque
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -10,6 +12,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway import control_cli
 from gateway.control import ControlCredentials, RtmsControlClient
 from gateway.sim.rest import ZoomRestSim
 
@@ -126,3 +129,20 @@ async def serving(app: web.Application) -> Any:
         yield f"http://127.0.0.1:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()
+
+
+def env() -> dict[str, str]:
+    return {"ZM_ACCOUNT_ID": ACCOUNT_ID, "ZM_API_CLIENT_ID": API_CLIENT_ID, "ZM_API_CLIENT_SECRET": API_CLIENT_SECRET, "ZM_RTMS_CLIENT": RTMS_CLIENT_ID}
+
+
+async def gateway_control(base_url: str, action: str, meeting: str | int, environ: dict[str, str] | None = None) -> int:
+    """Run the CLI logic in a thread (own event loop), as ``gateway control ACTION --meeting ID``."""
+    parser = argparse.ArgumentParser()
+    control_cli.add_arguments(parser)
+    args = parser.parse_args([action, "--meeting", str(meeting), "--api-base", f"{base_url}/v2", "--oauth-url", f"{base_url}/oauth/token"])
+
+    def in_thread() -> int:
+        with asyncio.Runner() as runner:
+            return runner.run(control_cli.run_async(args, env() if environ is None else environ))
+
+    return await asyncio.to_thread(in_thread)

@@ -323,6 +323,7 @@ async def test_unreachable_zoom_is_a_control_error_without_account_id() -> None:
         (403, None, "", AppNotPermitted),
         (404, None, "", MeetingNotLive),
         (429, 429, "Too many requests", RateLimited),
+        (429, 3001, "Meeting does not exist", RateLimited),  # the status wins for 429
         (400, 300, "Validation failed: meeting has not started", ControlError),  # code table wins
         (500, None, "Internal error", ControlError),
     ],

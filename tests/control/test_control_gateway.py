@@ -16,9 +16,8 @@ from gateway.app import Gateway
 from gateway.config import Credentials, GatewayConfig, Secret, ServerConfig, SessionsConfig
 from gateway.protocol import MediaMessage, StopReason
 from gateway.sim import Simulator
-from gateway.sim.rest import SimulatorRtmsApp
-from tests.control.helpers import zoom
-from tests.control.test_control_sim import gateway_control
+from gateway.sim.rest import SimulatorRtmsApp, ZoomRestSim
+from tests.control.helpers import ACCOUNT_ID, API_CLIENT_ID, API_CLIENT_SECRET, env, gateway_control
 from tests.sim.helpers import CLIENT_ID, CLIENT_SECRET, WEBHOOK_SECRET, config, wait_for
 
 
@@ -71,30 +70,33 @@ async def test_control_drives_a_real_gateway_stream(monkeypatch: Any) -> None:
     async with Gateway(gw_config, sink_factory=make_sink) as gw:
         gw.event_listeners.append(lambda stream_id, doc: events.append(doc))
         async with Simulator(config(webhook_url=gw.webhook_url, scopes=("audio",))) as sim:
-            app = SimulatorRtmsApp(sim)
-            meeting = app.add_meeting(85746065432)
-            async with zoom(app) as z:
+            # the RTMS app whose stream is started is the gateway's own app (same client id)
+            z = ZoomRestSim.for_simulator(sim, account_id=ACCOUNT_ID, client_id=API_CLIENT_ID, client_secret=API_CLIENT_SECRET)
+            assert isinstance(z.controller, SimulatorRtmsApp)
+            meeting = z.controller.add_meeting(85746065432)
+            environ = {**env(), "ZM_RTMS_CLIENT": CLIENT_ID}
+            async with z:
 
                 def states() -> list[str]:
                     return [d["state"] for d in events if d.get("type") == "session_state"]
 
-                assert await gateway_control(z.base_url, "start", meeting.meeting_id) == 0
+                assert await gateway_control(z.base_url, "start", meeting.meeting_id, environ) == 0
                 assert await wait_for(lambda: bool(sinks) and sum(map(len, sinks[0].audio.values())) >= 20, 5.0)
                 stream = meeting.stream
                 assert stream is not None and list(gw.streams) == [stream.stream_id]
 
-                assert await gateway_control(z.base_url, "pause", meeting.uuid) == 0
+                assert await gateway_control(z.base_url, "pause", meeting.uuid, environ) == 0
                 assert await wait_for(lambda: "PAUSED" in states(), 3.0)
                 paused_at = next(d["timestamp"] for d in events if d.get("state") == "PAUSED")
                 count = sum(map(len, sinks[0].audio.values()))
                 await wait_for(lambda: False, 0.5)  # half a second paused
                 assert all(ts <= paused_at + 40 for ts in itertools.chain(*sinks[0].audio.values()))
 
-                assert await gateway_control(z.base_url, "resume", meeting.meeting_id) == 0
+                assert await gateway_control(z.base_url, "resume", meeting.meeting_id, environ) == 0
                 assert await wait_for(lambda: "RESUMED" in states(), 3.0)
                 assert await wait_for(lambda: sum(map(len, sinks[0].audio.values())) >= count + 20, 5.0)  # media restarted
 
-                assert await gateway_control(z.base_url, "stop", meeting.meeting_id) == 0
+                assert await gateway_control(z.base_url, "stop", meeting.meeting_id, environ) == 0
                 assert await wait_for(lambda: not gw.streams, 5.0)
     sink = sinks[0]
     assert len(sinks) == 1 and sink.audio

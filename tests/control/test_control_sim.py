@@ -18,31 +18,12 @@ from gateway import control_cli, protocol
 from gateway.protocol import MsgType, SessionState, StopReason, StreamState
 from gateway.sim import Simulator
 from gateway.sim.rest import SimulatorRtmsApp
-from tests.control.helpers import ACCOUNT_ID, API_CLIENT_ID, API_CLIENT_SECRET, RTMS_CLIENT_ID, zoom
+from tests.control.helpers import ACCOUNT_ID, API_CLIENT_SECRET, env, gateway_control, zoom
 from tests.sim.helpers import WEBHOOK_SECRET, Session, WebhookSink, config, wait_for
 
 MEETING_ID = 85746065432
 MEETING_UUID = "/xK3+9qLmTgW//eYz0Qk1A=="  # both of Zoom's double-encoding triggers
 RATE_MS = 20
-
-
-def env() -> dict[str, str]:
-    return {"ZM_ACCOUNT_ID": ACCOUNT_ID, "ZM_API_CLIENT_ID": API_CLIENT_ID, "ZM_API_CLIENT_SECRET": API_CLIENT_SECRET, "ZM_RTMS_CLIENT": RTMS_CLIENT_ID}
-
-
-async def gateway_control(base_url: str, action: str, meeting: str | int, environ: dict[str, str] | None = None) -> int:
-    """Run the CLI logic in a thread (own event loop), as ``gateway control ACTION --meeting ID``."""
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    control_cli.add_arguments(parser)
-    args = parser.parse_args([action, "--meeting", str(meeting), "--api-base", f"{base_url}/v2", "--oauth-url", f"{base_url}/oauth/token"])
-
-    def in_thread() -> int:
-        with asyncio.Runner() as runner:
-            return runner.run(control_cli.run_async(args, env() if environ is None else environ))
-
-    return await asyncio.to_thread(in_thread)
 
 
 def audio_ts(msgs: list[dict[str, Any]]) -> list[int]:
