@@ -144,7 +144,10 @@ class Gateway:
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self.port: int | None = None
+        #: ``listener(stream_id, event)`` for every session event and every stream end (demo, tests).
         self.event_listeners: list[Callable[[str, dict[str, Any]], None]] = []
+        #: called with the aiohttp application before it starts, to mount more routes (operator control).
+        self.route_hooks: list[Callable[[web.Application], None]] = []
 
     def __repr__(self) -> str:
         return f"Gateway(streams={len(self.streams)}, port={self.port})"
@@ -355,6 +358,8 @@ class Gateway:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/streams", self._streams)
+        for hook in self.route_hooks:
+            hook(app)
         return app
 
     async def _metrics(self, request: web.Request) -> web.Response:

@@ -254,7 +254,7 @@ class Demo:
                 {
                     "stream": stream_id[:8],
                     "state": str(state),
-                    "participants": sink.participants,
+                    "participants": max(sink.participants, int(stats.get("participants", 0) or 0)),
                     **{kind: sink.frames[kind] for kind in KINDS},
                     "bytes": sum(sink.bytes.values()),
                     "drops": sum(sink.drops.values()) + int(stats.get("drops", 0) or 0),

@@ -130,3 +130,15 @@ async def test_secrets_never_in_logs_repr_or_status(caplog) -> None:
 
 def test_parser_implementation_is_named() -> None:
     assert parser_implementation()
+
+
+async def test_route_hooks_mount_extra_endpoints_next_to_the_webhook() -> None:
+    from aiohttp import web
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.json_response({"hello": "operator"})
+
+    gw = Gateway(make_config(), session_factory=fake_factory())
+    gw.route_hooks.append(lambda app: app.router.add_get("/control/ping", hello))
+    async with gw, aiohttp.ClientSession() as http, http.get(gw.base_url + "/control/ping") as resp:
+        assert (resp.status, await resp.json()) == (200, {"hello": "operator"})

@@ -127,3 +127,30 @@ async def test_failover_webhook_moves_the_stream_to_the_new_server(sim_factory: 
         await wait_for(lambda: not gw.streams, timeout_s=15)
     finally:
         await gw.close()
+
+
+async def test_fifty_meetings_through_webhooks_in_one_process(sim_factory: Any, listener_available: None) -> None:
+    sinks: dict[str, StatsSink] = {}
+    config = make_config(sessions=SessionsConfig(media_kinds=("audio", "transcript"), max_streams=50))
+    gw = Gateway(config, sink_factory=lambda ev: sinks.setdefault(ev.stream_id, StatsSink()))
+    await gw.start()
+    sim = await sim_factory(client_id="client-id-1", client_secret=CLIENT_SECRET, webhook_secret=WEBHOOK_SECRET, webhook_url=gw.webhook_url, scopes=("audio", "transcript"))
+    try:
+        streams = [sim.create_stream() for _ in range(50)]
+        await wait_for(lambda: len(sinks) == 50 and all(s.frames["audio"] >= 10 for s in sinks.values()), timeout_s=60)
+        assert len(gw.streams) == 50
+        # one more is refused loudly, the fifty keep running
+        extra = sim.create_stream()
+        await sim.webhooks.drain()
+        assert sim.webhooks.deliveries[-1].status == 503
+        assert extra.stream_id not in gw.streams
+        for stream in streams:
+            stream.pause()
+        await wait_for(lambda: all(sinks[s.stream_id].frames["audio"] >= s.sent.media_counts.get("audio", 0) for s in streams), timeout_s=30)
+        assert all(sinks[s.stream_id].frames["audio"] == s.sent.media_counts["audio"] for s in streams)
+        for stream in (*streams, extra):
+            stream.terminate()
+        await wait_for(lambda: not gw.streams, timeout_s=30)
+    finally:
+        await gw.close()
+    assert other_tasks() == set()
