@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from gateway import control_cli, protocol
+from gateway import cli, control_cli, protocol
 from gateway.protocol import MsgType, SessionState, StopReason, StreamState
 from gateway.sim import Simulator
 from gateway.sim.rest import SimulatorRtmsApp
@@ -122,8 +122,8 @@ async def test_main_entry_runs_on_its_own_loop(monkeypatch: Any, capsys: Any) ->
         app = SimulatorRtmsApp(sim)
         meeting = app.add_meeting(MEETING_ID)
         async with zoom(app) as z:
-            argv = ["start", "--meeting", str(MEETING_ID), "--api-base", z.api_base, "--oauth-url", z.oauth_url]
-            assert await asyncio.to_thread(control_cli.main, argv) == 0
+            argv = ["control", "start", "--meeting", str(MEETING_ID), "--api-base", z.api_base, "--oauth-url", z.oauth_url]
+            assert await asyncio.to_thread(cli.main, argv) == 0  # exactly `gateway control start ...`
             assert meeting.stream is not None and meeting.stream.instance_id == meeting.uuid
             assert await asyncio.to_thread(control_cli.main, ["stop", "--meeting", "1", "--api-base", z.api_base, "--oauth-url", z.oauth_url]) == 3
     out = capsys.readouterr()
