@@ -41,6 +41,7 @@ from ..protocol import (
     StreamState,
     WebhookKind,
 )
+from .load import LoadDriver
 from .webhooks import WebhookEmitter
 
 log = logging.getLogger("gateway.sim")
@@ -270,7 +271,9 @@ class _Listener:
 class SimStream:
     """One RTMS stream: handshakes, media pacing, keep-alives, states, faults and records."""
 
-    def __init__(self, sim: Simulator, *, stream_id: str, instance_id: str, product: Product, content: Any, started_ms: int, backlog_ms: int) -> None:
+    def __init__(
+        self, sim: Simulator, *, stream_id: str, instance_id: str, product: Product, content: Any, started_ms: int, backlog_ms: int, load: bool = False
+    ) -> None:
         self.sim = sim
         self.cfg = sim.config
         self.stream_id = stream_id
@@ -302,7 +305,8 @@ class SimStream:
         self._events_started = False
         self._signaling_timer: asyncio.TimerHandle | None = None
         self._media_timers: dict[str, asyncio.TimerHandle] = {}
-        self._pump_task = sim.loop.create_task(self._pump())
+        self.load = load  # audio comes from the simulator's LoadDriver (pre-built frames), no per-stream pump
+        self._pump_task: asyncio.Task[None] | None = None if load else sim.loop.create_task(self._pump())
         self._session_announced = False
         self._ready_once = False
         self.finished = asyncio.Event()
@@ -699,7 +703,8 @@ class SimStream:
         self.media.clear()
         self.all_conn = None
         self.sim.loop.call_later(self.cfg.terminate_close_delay_s, _close_all, conns)
-        self._pump_task.cancel()
+        if self._pump_task is not None:
+            self._pump_task.cancel()
         if webhook:
             self.send_webhook(WebhookKind.STOPPED, stop_reason=int(reason))
         self.finished.set()
@@ -996,6 +1001,8 @@ class Simulator:
         self._listeners: dict[int, _Listener] = {}
         self._conns: set[_Conn] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.load_driver: LoadDriver | None = None
+        self._load_content: Any = None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -1061,12 +1068,21 @@ class Simulator:
         content: Any = None,
         backlog_ms: int = 0,
         webhook: bool = True,
+        load: bool = False,
     ) -> SimStream:
-        """Announce a new stream (``*.rtms_started``); ``backlog_ms`` pretends it started that long ago."""
+        """Announce a new stream (``*.rtms_started``); ``backlog_ms`` pretends it started that long ago.
+
+        ``load=True`` streams send audio only, from pre-built frames (:meth:`start_load` first).
+        """
         product = product or self.config.product
-        if content is None:
-            factory = self.config.content_factory or _default_content_factory
-            content = factory(self.config.participants, self.config.seed + len(self.streams), product)
+        if load:
+            if self.load_driver is None:
+                raise RuntimeError("call start_load() before creating load streams")
+            if self._load_content is None:
+                self._load_content = self._make_content(product, self.config.seed)
+            content = self._load_content
+        elif content is None:
+            content = self._make_content(product, self.config.seed + len(self.streams))
         stream = SimStream(
             self,
             stream_id=stream_id or secrets.token_hex(16),
@@ -1075,11 +1091,24 @@ class Simulator:
             content=content,
             started_ms=now_ms() - backlog_ms,
             backlog_ms=backlog_ms,
+            load=load,
         )
         self.streams[stream.stream_id] = stream
+        if load:
+            self.load_driver.add(stream)  # type: ignore[union-attr]
         if webhook:
             stream.send_webhook(WebhookKind.STARTED)
         return stream
+
+    def _make_content(self, product: Product, seed: int) -> Any:
+        factory = self.config.content_factory or _default_content_factory
+        return factory(self.config.participants, seed, product)
+
+    def start_load(self, *, pace: str = "realtime", speakers: int = 1, slots: int = 4) -> LoadDriver:
+        """Switch on load mode: streams created with ``load=True`` get pre-built audio at ``pace``."""
+        if self.load_driver is None:
+            self.load_driver = LoadDriver(self, pace=pace, speakers=speakers, slots=slots)
+        return self.load_driver
 
     def join_payload(self, stream: SimStream) -> dict[str, Any]:
         """The flat webhook payload a client would join with (what ``rtms_started`` carries)."""
@@ -1146,8 +1175,10 @@ class Simulator:
             stream._media_handshake(conn, req)  # type: ignore[arg-type]
 
     async def close(self) -> None:
+        if self.load_driver is not None:
+            self.load_driver.stop()
         for stream in self.streams.values():
-            if not stream.terminated:
+            if not stream.terminated and stream._pump_task is not None:
                 stream._pump_task.cancel()
             for timer in (*stream._media_timers.values(), stream._signaling_timer):
                 if timer is not None:
