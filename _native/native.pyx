@@ -6,4 +6,6 @@ Rooms are `include`d in dependency order so cross-room calls inline (uvloop/asyn
 
 include "b64.pxi"
 include "sink.pxi"
+include "scan.pxi"
+include "listener.pxi"
 include "mix.pxi"

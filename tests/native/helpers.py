@@ -3,22 +3,44 @@
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 from gateway import protocol
 
-try:  # TEMPORARY until the native listener lands (next commit): run the pure twin alone
-    from gateway._native import MediaListener as _NativeListener  # noqa: F401
-
-    IMPLEMENTATIONS: tuple[str, ...] = ("native", "pure")
-except ImportError:
-    IMPLEMENTATIONS = ("pure",)
+IMPLEMENTATIONS = ("native", "pure")
+# The suite runs each listener with a Python MediaSink, and the native one also with a NativeSink.
+VARIANTS = ("native", "native-nativesink", "pure")
+NATIVE_MODULE = os.environ.get("GATEWAY_TEST_NATIVE_MODULE", "gateway._native")  # a dev build, if set
 
 
-def listener_class(impl: str) -> type:
+def native_module() -> Any:
+    return importlib.import_module(NATIVE_MODULE)
+
+
+def listener_class(variant: str) -> type:
     """The MediaListener class of one implementation (imported directly, not through the selector)."""
-    module = importlib.import_module("gateway._native" if impl == "native" else "gateway._native_py")
-    return module.MediaListener
+    if variant.startswith("native"):
+        return native_module().MediaListener
+    return importlib.import_module("gateway._native_py").MediaListener
+
+
+def make_sink(variant: str, log: list[Any] | None = None) -> Any:
+    """A recording sink for the variant: RecordingSink, or the native _RecordingSink (same tuples)."""
+    if variant == "native-nativesink":
+        sink = native_module()._RecordingSink()
+        if log is not None:
+            sink.calls = log
+        return sink
+    return RecordingSink(log)
+
+
+def comparable(call: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A transcript/chat call as a NativeSink sees it (text bytes), for any sink's record."""
+    if call[0] in ("transcript", "chat") and isinstance(call[1], protocol.MediaMessage):
+        msg = call[1]
+        return (call[0], msg.user_id, msg.user_name, msg.timestamp, msg.data.encode())
+    return call
 
 
 class RecordingSink:

@@ -14,11 +14,13 @@ from picows.picows import _make_test_ws_frame
 from gateway import protocol
 from gateway.protocol import MsgType
 from tests.native.helpers import (
-    IMPLEMENTATIONS,
+    VARIANTS,
     FakeTransport,
     RecordingControl,
     RecordingSink,
+    comparable,
     listener_class,
+    make_sink,
     media,
 )
 
@@ -27,7 +29,7 @@ TS = 1738392033699
 UID = 16778240
 
 
-@pytest.fixture(params=IMPLEMENTATIONS)
+@pytest.fixture(params=VARIANTS)
 def impl(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -37,7 +39,7 @@ class Rig:
 
     def __init__(self, impl: str, **kwargs: Any) -> None:
         self.log: list[tuple[Any, ...]] = []
-        self.sink = RecordingSink(self.log)
+        self.sink = make_sink(impl, self.log)
         self.control = RecordingControl(self.log)
         self.transport = FakeTransport(self.log)
         self.listener = listener_class(impl)(self.sink, self.control, **kwargs)
@@ -81,14 +83,16 @@ def test_text_and_binary_websocket_frames(rig: Rig, frame_type: WSMsgType) -> No
 
 def test_transcript_and_chat_arrive_as_media_messages(rig: Rig) -> None:
     got = rig.feed(media(17, "Hi, hello world!", start_time=1, end_time=2, language=9))
-    assert got == [("transcript", protocol.MediaMessage(17, UID, "John Smith", TS, "Hi, hello world!", None, None, 1, 2, 9))]
+    want = ("transcript", protocol.MediaMessage(17, UID, "John Smith", TS, "Hi, hello world!", None, None, 1, 2, 9))
+    assert got == [want if isinstance(rig.sink, RecordingSink) else comparable(want)]
     got = rig.feed(protocol.encode({"msg_type": 18, "content": {"timestamp": 5, "data": "Chat message"}}))
-    assert got == [("chat", protocol.MediaMessage(18, 0, None, 5, "Chat message"))]
+    want = ("chat", protocol.MediaMessage(18, 0, None, 5, "Chat message"))
+    assert got == [want if isinstance(rig.sink, RecordingSink) else comparable(want)]
 
 
 def test_structured_chat_data_object_becomes_json_text(rig: Rig) -> None:
     got = rig.feed(protocol.encode({"msg_type": 18, "content": {"timestamp": 5, "data": {"operation_type": 1}}}))
-    assert got[0][0] == "chat" and orjson.loads(got[0][1].data) == {"operation_type": 1}
+    assert got[0][0] == "chat" and orjson.loads(comparable(got[0])[4]) == {"operation_type": 1}
 
 
 def test_empty_payload_and_mixed_stream_without_name(rig: Rig) -> None:
@@ -239,6 +243,7 @@ def test_unknown_msg_type_is_counted_and_ignored(rig: Rig, msg_type: int) -> Non
     assert rig.stats["unknown_types"] == 1
 
 
+@pytest.mark.parametrize("impl", ["native", "pure"])
 def test_sink_exception_does_not_escape(impl: str) -> None:
     class Exploding(RecordingSink):
         def on_audio(self, *args: Any) -> None:
@@ -331,7 +336,7 @@ async def _run_loopback(impl: str, script: list[tuple[WSMsgType, bytes]], expect
     received: list[bytes] = []
     server = await ws_create_server(lambda _req: _Server(script, received), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    sink, control = RecordingSink(), RecordingControl()
+    sink, control = make_sink(impl), RecordingControl()
     try:
         transport, listener = await ws_connect(lambda: listener_class(impl)(sink, control), f"ws://127.0.0.1:{port}/")
         for _ in range(500):
@@ -376,7 +381,7 @@ async def test_loopback_close_from_server_is_answered(impl: str) -> None:
 
     server = await ws_create_server(lambda _req: Closer(), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    sink, control = RecordingSink(), RecordingControl()
+    sink, control = make_sink(impl), RecordingControl()
     try:
         transport, _listener = await ws_connect(lambda: listener_class(impl)(sink, control), f"ws://127.0.0.1:{port}/")
         await asyncio.wait_for(transport.wait_disconnected(), 5)
@@ -386,3 +391,11 @@ async def test_loopback_close_from_server_is_answered(impl: str) -> None:
     assert sink.calls == [("audio", UID, "John Smith", TS, b"abc")]
     assert transport.close_handshake is not None and transport.close_handshake.sent is not None
     assert control.calls[-1] == ("disconnected",)
+
+
+def test_native_sink_without_room_counts_no_room() -> None:
+    rig = Rig("native-nativesink")
+    rig.sink.refuse = True
+    assert rig.feed(media(14, b"abc")) == [("drop", "audio", "no_room")]
+    assert rig.feed(media(17, "text")) == [("drop", "transcript", "no_room")]
+    assert rig.stats["drops_by_reason"]["no_room"] == 2 and rig.stats["media_frames"] == 0

@@ -1,0 +1,420 @@
+# Media-message scanner: reads msg 14-16 (audio, video, share) without building Python objects.
+#
+# It validates the WHOLE document as strictly as orjson does (so a message it accepts is one the
+# pure twin accepts with the same values) and records the fields the listener needs. Anything it
+# is not sure about -- escapes in any string, floats, integers over 18 digits, deep nesting,
+# duplicate keys it cares about, wrong types, other msg_types -- makes it answer SCAN_FALLBACK and
+# the listener runs the slow path (orjson + the twin's validation), which decides. So the scanner
+# only has to be right when it says SCAN_MEDIA; everything else is the twin's word.
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
+from libc.string cimport memchr, memcmp
+
+cdef enum:
+    SCAN_FALLBACK = 0
+    SCAN_MEDIA = 1
+    SCAN_MAX_DEPTH = 32
+    SCAN_MAX_INT_DIGITS = 18
+
+# Byte classes inside a JSON string: 0 plain ASCII, 1 quote, 2 backslash, 3 control, 4 non-ASCII.
+cdef uint8_t _STR_CLASS[256]
+
+cdef void _scan_init_tables() noexcept:
+    cdef int i
+    for i in range(256):
+        if i < 0x20:
+            _STR_CLASS[i] = 3
+        elif i >= 0x80:
+            _STR_CLASS[i] = 4
+        else:
+            _STR_CLASS[i] = 0
+    _STR_CLASS[ord('"')] = 1
+    _STR_CLASS[ord('\\')] = 2
+
+_scan_init_tables()
+
+cdef int64_t _UINT32_MAX = 4294967295
+
+# Content fields the scanner records (bit per field, for duplicate detection).
+cdef enum:
+    F_USER_ID = 1 << 0
+    F_USER_NAME = 1 << 1
+    F_DATA = 1 << 2
+    F_TIMESTAMP = 1 << 3
+    F_LENGTH = 1 << 4
+    F_CHANNEL_ID = 1 << 5
+    F_START_TIME = 1 << 6
+    F_END_TIME = 1 << 7
+    F_LANGUAGE = 1 << 8
+    F_ATTRIBUTE = 1 << 9
+
+
+cdef struct MediaScan:
+    int64_t msg_type
+    uint32_t user_id             # 0 when absent or null
+    const uint8_t* name          # raw UTF-8 (no escapes); NULL when absent or null
+    Py_ssize_t name_len
+    const uint8_t* data          # the base64 text between the quotes
+    Py_ssize_t data_len
+    int64_t timestamp
+    int64_t length               # -1 when absent or null
+    uint32_t seen                # F_* bits
+    bint has_msg_type
+    bint has_content
+
+
+cdef inline bint _is_ws(uint8_t c) noexcept nogil:
+    return c == 32 or c == 9 or c == 10 or c == 13
+
+
+cdef inline Py_ssize_t _skip_ws(const uint8_t* p, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    while i < n and _is_ws(p[i]):
+        i += 1
+    return i
+
+
+cdef inline Py_ssize_t _utf8_len(const uint8_t* p, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    """Length of the valid UTF-8 sequence starting at p[i] (a non-ASCII lead), 0 if invalid."""
+    cdef uint8_t c = p[i], lo = 0x80, hi = 0xBF
+    cdef Py_ssize_t need, k
+    if c < 0xC2:
+        return 0
+    if c < 0xE0:
+        need = 1
+    elif c < 0xF0:
+        need = 2
+        if c == 0xE0:
+            lo = 0xA0
+        elif c == 0xED:
+            hi = 0x9F            # no UTF-16 surrogates
+    elif c < 0xF5:
+        need = 3
+        if c == 0xF0:
+            lo = 0x90
+        elif c == 0xF4:
+            hi = 0x8F
+    else:
+        return 0
+    if i + need >= n:
+        return 0
+    if p[i + 1] < lo or p[i + 1] > hi:
+        return 0
+    for k in range(2, need + 1):
+        if p[i + k] < 0x80 or p[i + k] > 0xBF:
+            return 0
+    return need + 1
+
+
+cdef inline Py_ssize_t _scan_string(const uint8_t* p, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    """p[i] is just after an opening quote: index after the closing quote, -1 to fall back.
+
+    Validates like orjson (no raw control characters, valid UTF-8); any escape falls back.
+    """
+    cdef uint8_t cls
+    cdef Py_ssize_t k
+    while i < n:
+        cls = _STR_CLASS[p[i]]
+        if cls == 0:
+            i += 1
+        elif cls == 1:
+            return i + 1
+        elif cls == 4:
+            k = _utf8_len(p, i, n)
+            if k == 0:
+                return -1
+            i += k
+        else:
+            return -1
+    return -1
+
+
+cdef inline Py_ssize_t _scan_int(const uint8_t* p, Py_ssize_t i, Py_ssize_t n, int64_t* out) noexcept nogil:
+    """A JSON integer at p[i]: index after it, -1 to fall back (floats, > 18 digits, bad grammar)."""
+    cdef bint neg = False
+    cdef int64_t value = 0
+    cdef Py_ssize_t start
+    if i < n and p[i] == c'-':
+        neg = True
+        i += 1
+    start = i
+    if i >= n or p[i] < c'0' or p[i] > c'9':
+        return -1
+    if p[i] == c'0':
+        i += 1
+    else:
+        while i < n and c'0' <= p[i] <= c'9':
+            if i - start >= SCAN_MAX_INT_DIGITS:
+                return -1        # could overflow int64: the slow path decides
+            value = value * 10 + (p[i] - c'0')
+            i += 1
+    if i < n and (p[i] == c'.' or p[i] == c'e' or p[i] == c'E' or (c'0' <= p[i] <= c'9')):
+        return -1                # a float, or a leading zero: the slow path decides
+    out[0] = -value if neg else value
+    return i
+
+
+cdef inline Py_ssize_t _scan_literal(const uint8_t* p, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    if i + 4 <= n and memcmp(p + i, b"true", 4) == 0:
+        return i + 4
+    if i + 5 <= n and memcmp(p + i, b"false", 5) == 0:
+        return i + 5
+    if i + 4 <= n and memcmp(p + i, b"null", 4) == 0:
+        return i + 4
+    return -1
+
+
+cdef inline bint _is_null(const uint8_t* p, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    return i + 4 <= n and memcmp(p + i, b"null", 4) == 0
+
+
+cdef Py_ssize_t _skip_value(const uint8_t* p, Py_ssize_t i, Py_ssize_t n, int depth) noexcept nogil:
+    """Skip any JSON value at p[i] (after whitespace): index after it, -1 to fall back."""
+    cdef int64_t ignored
+    cdef uint8_t c
+    if i >= n:
+        return -1
+    c = p[i]
+    if c == c'"':
+        return _scan_string(p, i + 1, n)
+    if c == c'{' or c == c'[':
+        if depth >= SCAN_MAX_DEPTH:
+            return -1
+        i = _skip_ws(p, i + 1, n)
+        if i < n and p[i] == (c'}' if c == c'{' else c']'):
+            return i + 1
+        while True:
+            if c == c'{':
+                if i >= n or p[i] != c'"':
+                    return -1
+                i = _scan_string(p, i + 1, n)
+                if i < 0:
+                    return -1
+                i = _skip_ws(p, i, n)
+                if i >= n or p[i] != c':':
+                    return -1
+                i = _skip_ws(p, i + 1, n)
+            i = _skip_value(p, i, n, depth + 1)
+            if i < 0:
+                return -1
+            i = _skip_ws(p, i, n)
+            if i >= n:
+                return -1
+            if p[i] == c',':
+                i = _skip_ws(p, i + 1, n)
+            elif p[i] == (c'}' if c == c'{' else c']'):
+                return i + 1
+            else:
+                return -1
+    if c == c'-' or (c'0' <= c <= c'9'):
+        return _scan_int(p, i, n, &ignored)
+    return _scan_literal(p, i, n)
+
+
+cdef inline bint _key_is(const uint8_t* key, Py_ssize_t key_len, const char* name, Py_ssize_t name_len) noexcept nogil:
+    return key_len == name_len and memcmp(key, name, name_len) == 0
+
+
+cdef inline Py_ssize_t _scan_opt_int(const uint8_t* p, Py_ssize_t i, Py_ssize_t n, int64_t* out, bint* present) noexcept nogil:
+    """An integer or null (null means absent, as in the twin)."""
+    if _is_null(p, i, n):
+        present[0] = False
+        return i + 4
+    present[0] = True
+    return _scan_int(p, i, n, out)
+
+
+cdef inline Py_ssize_t _scan_opt_str(const uint8_t* p, Py_ssize_t i, Py_ssize_t n,
+                                     const uint8_t** out, Py_ssize_t* out_len) noexcept nogil:
+    """A string (no escapes) or null (out = NULL)."""
+    cdef Py_ssize_t end
+    if _is_null(p, i, n):
+        out[0] = NULL
+        out_len[0] = 0
+        return i + 4
+    if i >= n or p[i] != c'"':
+        return -1
+    end = _scan_string(p, i + 1, n)
+    if end < 0:
+        return -1
+    out[0] = p + i + 1
+    out_len[0] = end - i - 2
+    return end
+
+
+cdef inline Py_ssize_t _scan_user_id(const uint8_t* p, Py_ssize_t i, Py_ssize_t n, uint32_t* out) noexcept nogil:
+    """user_id: an integer, a string of ASCII digits, or null (0); must fit uint32."""
+    cdef int64_t value = 0
+    cdef Py_ssize_t k, end
+    if _is_null(p, i, n):
+        out[0] = 0
+        return i + 4
+    if i < n and p[i] == c'"':
+        k = i + 1
+        while k < n and c'0' <= p[k] <= c'9':
+            value = value * 10 + (p[k] - c'0')
+            if value > _UINT32_MAX:
+                return -1
+            k += 1
+        if k == i + 1 or k >= n or p[k] != c'"':
+            return -1
+        out[0] = <uint32_t>value
+        return k + 1
+    end = _scan_int(p, i, n, &value)
+    if end < 0 or value < 0 or value > _UINT32_MAX:
+        return -1
+    out[0] = <uint32_t>value
+    return end
+
+
+cdef Py_ssize_t _scan_content(const uint8_t* p, Py_ssize_t i, Py_ssize_t n, MediaScan* s) noexcept nogil:
+    """The ``content`` object (p[i] == '{'): index after it, -1 to fall back."""
+    cdef const uint8_t* key
+    cdef const uint8_t* quote
+    cdef Py_ssize_t key_len, end
+    cdef uint32_t bit
+    cdef int64_t ignored
+    cdef bint present
+    cdef const uint8_t* ignored_str
+    cdef Py_ssize_t ignored_len
+    i = _skip_ws(p, i + 1, n)
+    if i < n and p[i] == c'}':
+        return i + 1
+    while True:
+        if i >= n or p[i] != c'"':
+            return -1
+        end = _scan_string(p, i + 1, n)
+        if end < 0:
+            return -1
+        key = p + i + 1
+        key_len = end - i - 2
+        i = _skip_ws(p, end, n)
+        if i >= n or p[i] != c':':
+            return -1
+        i = _skip_ws(p, i + 1, n)
+        bit = 0
+        if _key_is(key, key_len, "data", 4):
+            bit = F_DATA
+            if i >= n or p[i] != c'"':
+                return -1
+            # base64 holds no quote; memchr finds the end fast. The decoder validates every
+            # character, and a backslash makes us fall back (JSON escapes change the text).
+            quote = <const uint8_t*>memchr(p + i + 1, c'"', n - i - 1)
+            if quote == NULL or memchr(p + i + 1, c'\\', quote - p - i - 1) != NULL:
+                return -1
+            end = quote - p
+            s.data = p + i + 1
+            s.data_len = end - i - 1
+            i = end + 1
+        elif _key_is(key, key_len, "user_id", 7):
+            bit = F_USER_ID
+            i = _scan_user_id(p, i, n, &s.user_id)
+        elif _key_is(key, key_len, "user_name", 9):
+            bit = F_USER_NAME
+            i = _scan_opt_str(p, i, n, &s.name, &s.name_len)
+        elif _key_is(key, key_len, "timestamp", 9):
+            bit = F_TIMESTAMP
+            if i >= n or _is_null(p, i, n):
+                return -1
+            i = _scan_int(p, i, n, &s.timestamp)
+        elif _key_is(key, key_len, "length", 6):
+            bit = F_LENGTH
+            i = _scan_opt_int(p, i, n, &s.length, &present)
+            if i >= 0:
+                if not present:
+                    s.length = -1
+                elif s.length < 0:
+                    return -1    # can never match; the slow path ranks it against bad base64
+        elif _key_is(key, key_len, "channel_id", 10):
+            bit = F_CHANNEL_ID
+            i = _scan_opt_str(p, i, n, &ignored_str, &ignored_len)
+        elif _key_is(key, key_len, "start_time", 10):
+            bit = F_START_TIME
+            i = _scan_opt_int(p, i, n, &ignored, &present)
+        elif _key_is(key, key_len, "end_time", 8):
+            bit = F_END_TIME
+            i = _scan_opt_int(p, i, n, &ignored, &present)
+        elif _key_is(key, key_len, "language", 8):
+            bit = F_LANGUAGE
+            i = _scan_opt_int(p, i, n, &ignored, &present)
+        elif _key_is(key, key_len, "attribute", 9):
+            bit = F_ATTRIBUTE
+            i = _scan_opt_int(p, i, n, &ignored, &present)
+        else:
+            i = _skip_value(p, i, n, 2)
+        if i < 0:
+            return -1
+        if bit:
+            if s.seen & bit:
+                return -1        # duplicate key: orjson keeps the last; let it decide
+            s.seen |= bit
+        i = _skip_ws(p, i, n)
+        if i >= n:
+            return -1
+        if p[i] == c',':
+            i = _skip_ws(p, i + 1, n)
+        elif p[i] == c'}':
+            return i + 1
+        else:
+            return -1
+
+
+cdef int scan_media(const uint8_t* p, Py_ssize_t n, MediaScan* s) noexcept nogil:
+    """Scan one frame. SCAN_MEDIA: a valid msg 14-16 with every field the listener needs in ``s``."""
+    cdef Py_ssize_t i, end, key_at, key_len
+    s.user_id = 0
+    s.name = NULL
+    s.name_len = 0
+    s.data = NULL
+    s.data_len = 0
+    s.timestamp = 0
+    s.length = -1
+    s.seen = 0
+    s.has_msg_type = False
+    s.has_content = False
+    i = _skip_ws(p, 0, n)
+    if i >= n or p[i] != c'{':
+        return SCAN_FALLBACK
+    i = _skip_ws(p, i + 1, n)
+    if i < n and p[i] == c'}':
+        return SCAN_FALLBACK
+    while True:
+        if i >= n or p[i] != c'"':
+            return SCAN_FALLBACK
+        end = _scan_string(p, i + 1, n)
+        if end < 0:
+            return SCAN_FALLBACK
+        key_at = i + 1
+        key_len = end - i - 2
+        i = _skip_ws(p, end, n)
+        if i >= n or p[i] != c':':
+            return SCAN_FALLBACK
+        i = _skip_ws(p, i + 1, n)
+        if _key_is(p + key_at, key_len, "msg_type", 8):
+            if s.has_msg_type:
+                return SCAN_FALLBACK
+            s.has_msg_type = True
+            i = _scan_int(p, i, n, &s.msg_type)
+            if i >= 0 and not (14 <= s.msg_type <= 16):
+                return SCAN_FALLBACK
+        elif _key_is(p + key_at, key_len, "content", 7):
+            if s.has_content or i >= n or p[i] != c'{':
+                return SCAN_FALLBACK
+            s.has_content = True
+            i = _scan_content(p, i, n, s)
+        else:
+            i = _skip_value(p, i, n, 1)
+        if i < 0:
+            return SCAN_FALLBACK
+        i = _skip_ws(p, i, n)
+        if i >= n:
+            return SCAN_FALLBACK
+        if p[i] == c',':
+            i = _skip_ws(p, i + 1, n)
+        elif p[i] == c'}':
+            break
+        else:
+            return SCAN_FALLBACK
+    if _skip_ws(p, i + 1, n) != n:
+        return SCAN_FALLBACK
+    if not (s.has_msg_type and s.has_content) or (s.seen & (F_DATA | F_TIMESTAMP)) != (F_DATA | F_TIMESTAMP):
+        return SCAN_FALLBACK
+    return SCAN_MEDIA
