@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import zlib
 from typing import Any
 
@@ -40,6 +41,17 @@ async def _gateway_and_sim(sim_factory: Any, **sessions: Any) -> tuple[Gateway, 
     await gw.start()
     sim = await sim_factory(client_id="client-id-1", client_secret=CLIENT_SECRET, webhook_secret=WEBHOOK_SECRET, webhook_url=gw.webhook_url)
     return gw, sim, sinks
+
+
+def open_sockets() -> int:
+    """Sockets this process holds (the leak that matters for a gateway)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+        except OSError:  # closed while listing
+            pass
+    return count
 
 
 def _crc(payloads: list[tuple[int, bytes]]) -> int:
@@ -154,3 +166,22 @@ async def test_fifty_meetings_through_webhooks_in_one_process(sim_factory: Any, 
     finally:
         await gw.close()
     assert other_tasks() == set()
+
+
+async def test_graceful_shutdown_asks_zoom_to_close_every_stream_and_leaks_nothing(sim_factory: Any, listener_available: None) -> None:
+    sim = await sim_factory(client_id="client-id-1", client_secret=CLIENT_SECRET, webhook_secret=WEBHOOK_SECRET)
+    sockets_before = open_sockets()
+    sinks: dict[str, StatsSink] = {}
+    gw = Gateway(make_config(sessions=SessionsConfig(media_kinds=KINDS)), sink_factory=lambda ev: sinks.setdefault(ev.stream_id, StatsSink()))
+    await gw.start()
+    sim.webhooks.url = gw.webhook_url
+    streams = [sim.create_stream() for _ in range(4)]
+    await wait_for(lambda: len(sinks) == 4 and all(s.frames["audio"] > 5 for s in sinks.values()), timeout_s=30)
+    await gw.close()
+    assert gw.streams == {}
+    for stream in streams:
+        assert 21 in stream.client.types()  # STREAM_CLOSE_REQ on signaling
+    assert gw.metrics.registry.get_sample_value("rtms_sessions_ended_total", {"outcome": "closed"}) == 4
+    assert other_tasks() == set()
+    await sim.webhooks.close()
+    await wait_for(lambda: open_sockets() <= sockets_before, timeout_s=10)
