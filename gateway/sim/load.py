@@ -122,6 +122,8 @@ class LoadDriver:
         conn = stream.media.get("audio")
         if conn is None or not conn.ready or not conn.alive or stream.params.audio is None:
             return None
+        if conn.transport is None or conn.transport.underlying_transport.is_closing():  # peer gone, callback pending
+            return None
         return conn
 
     def _send_intervals(self, stream: SimStream, conn: _Conn, n: int) -> None:
