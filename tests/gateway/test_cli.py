@@ -65,9 +65,12 @@ def test_run_with_bad_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "server.port" in capsys.readouterr().err
 
 
-def test_gateway_run_serves_logs_startup_and_stops_on_sigterm() -> None:
-    env = native_env()
-    env.update({"ZM_RTMS_CLIENT": "cli-client", "ZM_RTMS_SECRET": "cli-client-secret-zz", "ZM_RTMS_WEBHOOK_SECRET": "cli-webhook-secret-zz"})
+CLI_CREDS = {"ZM_RTMS_CLIENT": "cli-client", "ZM_RTMS_SECRET": "cli-client-secret-zz", "ZM_RTMS_WEBHOOK_SECRET": "cli-webhook-secret-zz"}
+
+
+def start_gateway_run() -> tuple[subprocess.Popen[str], int, str]:
+    """``gateway run`` on a free port; returns the process, its port and the start-up log."""
+    env = {**native_env(), **CLI_CREDS}
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway", "run", "--config", str(ROOT / "examples" / "gateway.toml"), "--port", "0"],
         cwd=ROOT,
@@ -77,21 +80,28 @@ def test_gateway_run_serves_logs_startup_and_stops_on_sigterm() -> None:
         text=True,
     )
     lines: list[str] = []
+    port = 0
+    assert proc.stderr is not None
+    for _ in range(200):  # bounded: start-up is a handful of lines
+        line = proc.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
+        if m:
+            port = int(m.group(1))
+        if "publish:" in line:
+            break
+    if not port:
+        proc.kill()
+        proc.wait()
+        raise AssertionError("".join(lines))
+    return proc, port, "".join(lines)
+
+
+def test_gateway_run_serves_logs_startup_and_stops_on_sigterm() -> None:
+    proc, port, text = start_gateway_run()
     try:
-        port = None
-        assert proc.stderr is not None
-        for _ in range(200):  # bounded: start-up is a handful of lines
-            line = proc.stderr.readline()
-            if not line:
-                break
-            lines.append(line)
-            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
-            if m:
-                port = int(m.group(1))
-            if "publish:" in line:
-                break
-        assert port, "".join(lines)
-        text = "".join(lines)
         assert "POST /webhook" in text and "/metrics" in text
         assert "media parser:" in text
         # CRC answer from the real process, HMAC computed here independently
@@ -115,3 +125,65 @@ def test_gateway_run_serves_logs_startup_and_stops_on_sigterm() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_gateway_sim_drives_gateway_run_across_processes() -> None:
+    """The production shape: two processes, signed webhooks over HTTP, media over WebSockets."""
+    proc, port, _ = start_gateway_run()
+    try:
+        sim = subprocess.run(
+            [sys.executable, "-m", "gateway", "sim", "--webhook-url", f"http://127.0.0.1:{port}/webhook", "--meetings", "2", "--seconds", "3"],
+            cwd=ROOT,
+            env={**native_env(), **CLI_CREDS},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert sim.returncode == 0, sim.stdout + sim.stderr
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            metrics = resp.read().decode()
+        frames = re.search(r'^rtms_media_frames_total\{kind="audio"\} (\S+)', metrics, re.M)
+        assert frames and float(frames.group(1)) > 0, metrics
+        assert 'rtms_sessions_started_total 2.0' in metrics
+        assert 'rtms_webhook_requests_total{result="accepted"}' in metrics
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_sigterm_with_live_streams_closes_them_and_exits_zero() -> None:
+    proc, port, _ = start_gateway_run()
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "sim", "--webhook-url", f"http://127.0.0.1:{port}/webhook", "--meetings", "2", "--seconds", "60"],
+        cwd=ROOT,
+        env={**native_env(), **CLI_CREDS},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        active = 0.0
+        for _ in range(300):  # bounded poll (up to ~30 s) until both streams carry audio
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/streams", timeout=10) as resp:
+                doc = orjson.loads(resp.read())
+            active = sum(1 for s in doc["streams"] if s["stats"].get("frames", {}).get("audio", 0) > 0)
+            if active == 2:
+                break
+            time.sleep(0.1)
+        assert active == 2
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=60)[1]
+        assert proc.returncode == 0, err
+        assert "closing 2 stream(s)" in err and "stopped cleanly" in err
+    finally:
+        for p in (proc, sim):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
