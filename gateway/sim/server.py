@@ -283,6 +283,7 @@ class SimStream:
         self.started_ms = started_ms  # the rtms_started event time: media time 0
         self._mono0 = sim.loop.time() - backlog_ms / 1000.0
         self.listener = 0
+        self.media_listener: int | None = None  # None: the media listener paired with the signaling one
         self.state = StreamState.INACTIVE
         self.session_state = SessionState.INACTIVE
         self.session_id = secrets.token_hex(16)
@@ -391,7 +392,7 @@ class SimStream:
             timer.cancel()
         self._media_timers.clear()
         self.state = StreamState.ACTIVE if self._ready_once else self.state
-        self._send_sig(protocol.build_signaling_handshake_response(0, "", server_urls=self.sim.media_urls(conn.listener, self), sequence=req.sequence or 0))
+        self._send_sig(protocol.build_signaling_handshake_response(0, "", server_urls=self.sim.media_urls(conn.listener if self.media_listener is None else self.media_listener, self), sequence=req.sequence or 0))
         self._send_sig(protocol.build_event(EventType.FIRST_PACKET_TIMESTAMP, self.started_ms))
         conn.ka_task = self.sim.loop.create_task(self._keepalive(conn))
 
@@ -774,9 +775,16 @@ class SimStream:
         else:
             raise ValueError(f"unknown injection {what!r}; one of {INJECTIONS}")
 
-    def send_duplicate_started(self, count: int = 1) -> None:
-        """A retried/duplicated ``rtms_started`` for this (already announced) stream."""
-        self.send_webhook(WebhookKind.STARTED, duplicates=count)
+    def send_duplicate_started(self, count: int = 1, *, delay_s: float = 0.0) -> None:
+        """A retried/duplicated ``rtms_started`` for this (already announced) stream, optionally late."""
+        self.send_webhook(WebhookKind.STARTED, duplicates=count, delay_s=delay_s)
+
+    async def move_media(self) -> None:
+        """Media URL failover without a webhook: the next msg 2 points media at the other listener."""
+        current = self.listener if self.media_listener is None else self.media_listener
+        target = 1 if current == 0 else 0
+        await self.sim._ensure_listener(target)
+        self.media_listener = target
 
     async def failover(self, *, refuse_old: bool = True) -> None:
         """RTMS server failover: drop every socket, move to a second listener, send a new ``rtms_started``."""
@@ -792,6 +800,7 @@ class SimStream:
             timer.cancel()
         self._media_timers.clear()
         self.listener = target
+        self.media_listener = None
         self.faults.refuse_other_listeners = refuse_old
         self.state = StreamState.INTERRUPTED
         self.send_webhook(WebhookKind.STARTED)

@@ -26,6 +26,20 @@ USER_AGENT = "Zoom Marketplace/1.0a"
 CONTENT_TYPE = "application/json; charset=utf-8"
 
 
+def concurrency_near_limit(limit: int = 2000, number: int = 1601, *, event_ts: int | None = None) -> dict[str, Any]:
+    """``rtms.concurrency_near_limit`` body (sent periodically above 80 % of the allowance)."""
+    ts = int(time.time() * 1000) if event_ts is None else event_ts
+    payload = {"concurrency_limit": limit, "concurrency_number": number, "percentage": number * 100 // max(1, limit)}
+    return {"event": "rtms.concurrency_near_limit", "event_ts": ts, "payload": payload}
+
+
+def concurrency_limited(id_key: str, instance_id: str, number: int = 2001, *, operator_id: str = "simOperator0000000000", event_ts: int | None = None) -> dict[str, Any]:
+    """``rtms.concurrency_limited`` body: no new stream starts for ``instance_id``."""
+    ts = int(time.time() * 1000) if event_ts is None else event_ts
+    payload = {"operator_id": operator_id, "concurrency_number": number, "id_field": {id_key: instance_id}}
+    return {"event": "rtms.concurrency_limited", "event_ts": ts, "payload": payload}
+
+
 def build_signed_request(
     body: Mapping[str, Any] | bytes,
     secret: str,
@@ -112,9 +126,17 @@ class WebhookEmitter:
                 log.warning("webhook %s to %s failed: %r", delivery.event, self.url, exc)
         return out
 
-    def post_soon(self, body: Mapping[str, Any], **kwargs: Any) -> asyncio.Task[list[Delivery]]:
-        """Fire and forget (the media flow never waits on the app's HTTP endpoint); see :meth:`drain`."""
-        task = asyncio.get_running_loop().create_task(self.post(body, **kwargs))
+    def post_soon(self, body: Mapping[str, Any], *, delay_s: float = 0.0, **kwargs: Any) -> asyncio.Task[list[Delivery]]:
+        """Fire and forget (the media flow never waits on the app's HTTP endpoint); see :meth:`drain`.
+
+        ``delay_s`` models a late retry (Zoom retries after 5 min; tests scale it down).
+        """
+
+        async def later() -> list[Delivery]:
+            await asyncio.sleep(delay_s)
+            return await self.post(body, **kwargs)
+
+        task = asyncio.get_running_loop().create_task(later() if delay_s > 0 else self.post(body, **kwargs))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task

@@ -261,3 +261,35 @@ async def test_video_subscription_needs_individual_data_opt() -> None:
         r = await s.signaling.recv_type(MsgType.VIDEO_SUBSCRIPTION_RESP)  # type: ignore[union-attr]
         assert r["status_code"] == protocol.status_code(Status.INVALID_VIDEO_DATA_OPT)
         await s.close()
+
+
+async def test_move_media_changes_urls_on_next_handshake() -> None:
+    async with Simulator(config()) as sim:
+        stream = sim.create_stream(webhook=False)
+        s = Session(sim, stream, auto_keepalive=True)
+        await s.join({"audio": None})
+        first_urls = dict(s.urls)
+        await stream.move_media()
+        stream.drop_signaling()
+        r = Session(sim, stream, auto_keepalive=True)
+        await r.join({"audio": None})
+        assert r.urls["audio"] != first_urls["audio"] and f":{sim._listeners[1].media_port}/" in r.urls["audio"]
+        assert audio_ts(await r.media["audio"].drain(0.2))
+        await s.close()
+        await r.close()
+
+
+async def test_late_duplicate_started_and_concurrency_webhooks() -> None:
+    from gateway.sim.webhooks import concurrency_limited, concurrency_near_limit
+
+    async with WebhookSink() as sink, Simulator(config(webhook_url=sink.url)) as sim:
+        stream = sim.create_stream()
+        await sim.webhooks.drain()
+        stream.send_duplicate_started(delay_s=0.2)
+        await sim.webhooks.post(concurrency_near_limit(2000, 1700))
+        await sim.webhooks.post(concurrency_limited("meeting_uuid", stream.instance_id))
+        assert sink.events() == ["meeting.rtms_started", "rtms.concurrency_near_limit", "rtms.concurrency_limited"]
+        await sim.webhooks.drain()
+        assert sink.events()[-1] == "meeting.rtms_started"  # the late retry arrives after the others
+        assert sink.bodies()[1]["payload"] == {"concurrency_limit": 2000, "concurrency_number": 1700, "percentage": 85}
+        assert sink.bodies()[2]["payload"]["id_field"] == {"meeting_uuid": stream.instance_id}

@@ -191,3 +191,24 @@ async def test_video_and_share_frames_step_by_fps() -> None:
         assert share and all(c["user_id"] == 100 for c in share)
         assert stream.sent.media_counts["video"] >= len(video)
         await s.close()
+
+
+async def test_contact_center_stream_with_real_content() -> None:
+    from gateway.protocol import Product
+    from gateway.sim.server import _default_content_factory
+
+    async with Simulator(config(product=Product.CONTACT_CENTER, content_factory=_default_content_factory, filter_events_by_subscription=False)) as sim:
+        stream = sim.create_stream(webhook=False)
+        s = Session(sim, stream, auto_keepalive=True)
+        hello = {"engagement_id": stream.instance_id}
+        resp = await s.connect_signaling(**hello)
+        assert set(resp["media_server"]["server_urls"]) == {"audio", "transcript", "all"}
+        await s.connect_media("audio", {"audio": {"data_opt": 2}})
+        await s.ready()
+        audio = media(await s.media["audio"].drain(0.6), MsgType.MEDIA_DATA_AUDIO)
+        speakers = [c for c in audio if c["user_id"]]
+        assert speakers and all(c["channel_id"] == stream.content.channel_id(c["user_id"]) for c in speakers)
+        await s.signaling.drain(0.1)  # type: ignore[union-attr]
+        events = [m["event"] for m in s.signaling.received if m["msg_type"] == MsgType.EVENT_UPDATE and m["event"]["event_type"] != 1]  # type: ignore[union-attr]
+        assert events and all("event_ts" in e and "timestamp" not in e and "participant_info" in e for e in events)
+        await s.close()
