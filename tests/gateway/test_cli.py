@@ -187,3 +187,25 @@ def test_sigterm_with_live_streams_closes_them_and_exits_zero() -> None:
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
+
+
+def test_json_logging_is_one_object_per_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    from gateway.log import setup_logging
+
+    root = logging.getLogger()
+    saved = (root.level, list(root.handlers))
+    try:
+        setup_logging("INFO", json=True)
+        setup_logging("INFO", json=True)  # idempotent: still one gateway handler
+        logging.getLogger("gateway.test").info("hello %s", "world")
+        lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+        assert len(lines) == 1
+        doc = orjson.loads(lines[0])
+        assert doc["message"] == "hello world" and doc["level"] == "INFO" and doc["logger"] == "gateway.test"
+    finally:
+        for handler in list(root.handlers):
+            if handler not in saved[1]:
+                root.removeHandler(handler)
+        root.setLevel(saved[0])
