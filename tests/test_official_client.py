@@ -93,3 +93,49 @@ async def test_official_client_receives_exact_audio_and_transcripts(tmp_path: Pa
     # The client's messages: msg 7 on signaling (never on media), one media handshake per kind.
     assert stream.client.ready_acks_signaling >= 1 and stream.client.ready_acks_media == 0
     assert sorted(label for label, status in stream.client.media_handshakes if status == 0) == ["media:audio", "media:transcript"]
+
+
+async def test_official_client_rejoins_after_media_tcp_drop(tmp_path: Path) -> None:
+    """A media socket abort (no close frame) makes the SDK rejoin from signaling (OFFICIAL_CLIENT.md 4.5);
+    audio produced meanwhile is buffered and replayed, so at most the frames in flight at the cut are lost."""
+    cfg = SimConfig(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, keepalive_interval_s=0.25, participants=3, seed=11)
+    async with Simulator(cfg) as sim:
+        stream = sim.create_stream(webhook=False)
+        out = tmp_path / "callbacks.jsonl"
+        conf = tmp_path / "runner.json"
+        conf.write_text(json.dumps({"payload": sim.join_payload(stream), "out": str(out), "deadline_s": 45}))
+        env = {**os.environ, "ZM_RTMS_CLIENT": CLIENT_ID, "ZM_RTMS_SECRET": CLIENT_SECRET}
+        proc = await asyncio.create_subprocess_exec(sys.executable, str(RUNNER), str(conf), env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        try:
+            assert await _wait_for(lambda: stream.client.ready_acks_signaling >= 1, 20)
+            await asyncio.sleep(1.0)
+            cut_ts = stream.started_ms + stream.elapsed_ms()
+            stream.abort_media("audio")
+            assert await _wait_for(lambda: stream.client.ready_acks_signaling >= 2, 15), "the SDK did not rejoin"
+            await asyncio.sleep(1.5)
+            stream.pause()
+            await asyncio.sleep(1.0)
+            stream.terminate(StopReason.STOP_BC_MEETING_ENDED)
+            output, _ = await asyncio.wait_for(proc.communicate(), 60)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        assert proc.returncode == 0, output.decode(errors="replace")[-3000:]
+
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["reason"] for r in records if r["cb"] == "join_confirm"] == [0]  # the rejoin fires no callback
+    assert [r["reason"] for r in records if r["cb"] == "leave"] == [int(StopReason.STOP_BC_MEETING_ENDED)]
+    assert stream.client.signaling_accepted == 2 and len(stream.client.reconnects) == 1
+    received: dict[int, list[tuple[int, bytes]]] = {}
+    for r in records:
+        if r["cb"] == "audio":
+            received.setdefault(r["user_id"], []).append((r["ts"], base64.b64decode(r["data"])))
+    for uid, packets in stream.sent.audio.items():
+        got = received.get(uid, [])
+        sent_set = set(packets)
+        assert all(p in sent_set for p in got)  # nothing invented or corrupted
+        assert [ts for ts, _ in got] == sorted(ts for ts, _ in got)  # in order, no duplicates from the replay
+        assert len(set(got)) == len(got)
+        assert len(packets) - len(got) <= 10  # only frames in flight at the cut can be lost
+    assert any(ts > cut_ts + 500 for pkts in received.values() for ts, _ in pkts)  # media flows after the rejoin
