@@ -59,6 +59,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         keepalive_interval_s=args.keepalive_interval,
         time_scale=args.time_scale,
         duplicate_signaling=args.duplicate_signaling,
+        record_payloads=False,  # a long-running simulator must not keep every payload it sent
     )
 
 
