@@ -1,0 +1,345 @@
+"""Shared-memory publisher: segment naming, creation, permissions, the stream directory, cleanup.
+
+The binary work (ring layout, reserve/commit, wake-ups) is the native ``ShmWriter``; this module
+owns the file-system side of the contract in docs/SHM.md: names ``<prefix>.dir`` (directory) and
+``<prefix>.<pid>.<start_ticks>.<n>`` (one per stream), mode 0600 (0660 with ``group``), removal
+when a stream ends or the gateway stops, and removal at start-up of whatever a crashed gateway
+with the same prefix left behind.
+"""
+
+from __future__ import annotations
+
+import grp
+import itertools
+import logging
+import math
+import os
+import struct
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from . import _native
+from .errors import PublishError
+from .protocol import AudioParams, Codec, DeskshareParams, MediaMessage, VideoParams, params_to_wire
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ShmConfig", "ShmDirectory", "ShmPublisher", "cleanup_stale"]
+
+KIND_AUDIO, KIND_VIDEO, KIND_SHARE, KIND_EVENTS, KIND_AUDIO_RAW = 0, 1, 2, 3, 5
+ENC_JSON = 0x0100
+_DROP_KINDS = {"audio": 0, "video": 1, "deskshare": 2, "share": 2, "transcript": 3, "chat": 4}
+_KIB = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ShmConfig:
+    """Shared-memory settings (sizes are per stream; defaults keep a 3-speaker meeting < 2 MiB)."""
+
+    prefix: str = "rtms-gw"
+    shm_dir: str = "/dev/shm"
+    #: Group allowed to attach (mode 0660 and that group); None = owner only (0600).
+    group: str | int | None = None
+    audio_seconds: float = 8.0
+    #: Frames duplicated after the ring end: reads up to this long are always zero-copy views.
+    audio_mirror_ms: int = 1000
+    #: Per-participant PCM rings besides the mixed one; the least recently heard is recycled.
+    max_participants: int = 8
+    video_bytes: int = 512 * _KIB
+    share_bytes: int = 512 * _KIB
+    event_bytes: int = 64 * _KIB
+    raw_audio_bytes: int = 256 * _KIB
+    dir_slots: int = 4096
+    #: Packets whose position is within this many ms of the write index are snapped to it.
+    jitter_ms: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.prefix or "/" in self.prefix or len(self.prefix) > 32:
+            raise ValueError("shm prefix must be 1-32 characters without '/'")
+
+
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(0, math.ceil(math.log2(max(1, n))))
+
+
+def _proc_start_ticks(pid: int) -> int | None:
+    """Process start time in clock ticks (field 22 of /proc/<pid>/stat); None if no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    fields_ = raw[raw.rfind(b")") + 2 :].split()
+    return int(fields_[19])
+
+
+def _alive(pid: int, start_ticks: int | None) -> bool:
+    ticks = _proc_start_ticks(pid)
+    return ticks is not None and (start_ticks is None or ticks == start_ticks)
+
+
+def _read_dir_owner(path: str) -> tuple[int, int] | None:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(32)
+    except OSError:
+        return None
+    if len(head) < 32:
+        return None
+    magic, pid, ticks = struct.unpack_from("<I16xIQ", head)
+    return (pid, ticks) if magic == 0x444D5452 else None
+
+
+def cleanup_stale(config: ShmConfig) -> list[str]:
+    """Unlink segments with ``config.prefix`` whose writer process is gone; returns the names.
+
+    A live directory owner other than this process means another gateway uses the prefix:
+    :class:`~gateway.errors.PublishError`.
+    """
+    removed: list[str] = []
+    me = os.getpid()
+    dir_name = f"{config.prefix}.dir"
+    owner = _read_dir_owner(os.path.join(config.shm_dir, dir_name))
+    if owner is not None and owner[0] != me and _alive(*owner):
+        raise PublishError(f"shared-memory prefix {config.prefix!r} is in use by live gateway pid {owner[0]}")
+    try:
+        names = os.listdir(config.shm_dir)
+    except OSError as exc:
+        raise PublishError(f"cannot list {config.shm_dir}: {exc}") from exc
+    for name in names:
+        if not name.startswith(config.prefix + "."):
+            continue
+        rest = name[len(config.prefix) + 1 :].split(".")
+        if name == dir_name:
+            stale = owner is None or (owner[0] != me and not _alive(*owner))
+        elif len(rest) == 3 and rest[0].isdigit() and rest[1].isdigit():
+            pid, ticks = int(rest[0]), int(rest[1])
+            stale = pid != me and not _alive(pid, ticks)
+        else:
+            continue
+        if stale:
+            try:
+                os.unlink(os.path.join(config.shm_dir, name))
+                removed.append(name)
+            except FileNotFoundError:
+                pass
+    if removed:
+        log.warning("removed %d stale shared-memory segment(s) left by a previous gateway: %s", len(removed), removed)
+    return removed
+
+
+def _create(config: ShmConfig, name: str) -> int:
+    """Create a new segment file exclusively with the configured owner/group permissions."""
+    path = os.path.join(config.shm_dir, name)
+    mode = 0o600 if config.group is None else 0o660
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        raise PublishError(f"cannot create shared-memory segment {path}: {exc}") from exc
+    try:
+        os.fchmod(fd, mode)  # exact mode whatever the umask
+        if config.group is not None:
+            gid = config.group if isinstance(config.group, int) else grp.getgrnam(config.group).gr_gid
+            os.fchown(fd, -1, gid)
+    except (OSError, KeyError) as exc:
+        os.close(fd)
+        os.unlink(path)
+        raise PublishError(f"cannot set permissions of {path}: {exc}") from exc
+    return fd
+
+
+class ShmDirectory:
+    """The gateway's directory of live streams (``<prefix>.dir``); one per gateway process."""
+
+    def __init__(self, config: ShmConfig | None = None) -> None:
+        self.config = config or ShmConfig()
+        self.start_ticks = _proc_start_ticks(os.getpid()) or 0
+        self._names = itertools.count()
+        cleanup_stale(self.config)
+        self.path = os.path.join(self.config.shm_dir, f"{self.config.prefix}.dir")
+        try:
+            os.unlink(self.path)  # our own leftover (same pid, e.g. a test re-creating it)
+        except FileNotFoundError:
+            pass
+        fd = _create(self.config, f"{self.config.prefix}.dir")
+        self._writer = _native.ShmDirWriter()
+        try:
+            self._writer._open(fd, self.config.dir_slots, self.start_ticks, time.time_ns())
+        except BaseException:
+            os.unlink(self.path)
+            raise
+        finally:
+            os.close(fd)
+        self.publishers: dict[str, ShmPublisher] = {}
+        self.closed = False
+
+    def next_segment_name(self) -> str:
+        return f"{self.config.prefix}.{os.getpid()}.{self.start_ticks}.{next(self._names)}"
+
+    def _add(self, pub: ShmPublisher) -> int:
+        slot = self._writer.add(pub.stream_id.encode(), pub.segment.encode(), pub.segment_size, time.time_ns())
+        self.publishers[pub.segment] = pub
+        return int(slot)
+
+    def _remove(self, pub: ShmPublisher, slot: int) -> None:
+        self.publishers.pop(pub.segment, None)
+        if not self.closed:
+            self._writer.remove(slot)
+
+    def close(self) -> None:
+        """Close every stream still published, mark the directory ended, remove it."""
+        if self.closed:
+            return
+        for pub in list(self.publishers.values()):
+            pub.close()
+        self.closed = True
+        self._writer._end()
+        self._writer._close_map()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self) -> ShmDirectory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(slots=True)
+class _Plan:
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _plan(stream_id: str, config: ShmConfig, audio: AudioParams | None, video: VideoParams | None,
+          deskshare: DeskshareParams | None, info: Mapping[str, Any] | None) -> _Plan:
+    plan = _Plan(info={"stream_id": stream_id, **(info or {})})
+    kw = plan.kwargs
+    kw["event_bytes"] = _pow2_at_least(config.event_bytes)
+    if audio is not None:
+        plan.info["audio"] = params_to_wire(audio)
+        rate, channels = audio.rate_hz, int(audio.channel)
+        kw.update(audio_rate=rate, audio_channels=channels, audio_codec=int(audio.codec))
+        if audio.codec == Codec.L16:
+            cap = _pow2_at_least(math.ceil(rate * config.audio_seconds))
+            kw.update(
+                audio_slots=1 + config.max_participants,
+                audio_capacity=cap,
+                audio_mirror=max(1, min(rate * config.audio_mirror_ms // 1000, cap // 2)),
+                gap_capacity=_pow2_at_least(cap // max(1, rate // 50) + 2),
+                jitter_frames=rate * config.jitter_ms // 1000,
+            )
+        else:
+            kw["raw_audio_bytes"] = _pow2_at_least(config.raw_audio_bytes)
+    if video is not None:
+        plan.info["video"] = params_to_wire(video)
+        kw.update(video_codec=int(video.codec), video_bytes=_pow2_at_least(config.video_bytes))
+    if deskshare is not None:
+        plan.info["deskshare"] = params_to_wire(deskshare)
+        kw.update(share_codec=int(deskshare.codec), share_bytes=_pow2_at_least(config.share_bytes))
+    return plan
+
+
+class ShmPublisher(_native.ShmWriter):
+    """One stream's shared-memory segment: a NativeSink for the native listener and a MediaSink.
+
+    The native listener calls its C methods directly; the Python listener calls ``on_audio`` and
+    friends; the session calls :meth:`publish_event` for participant/session events and
+    :meth:`close` when the stream ends (the segment name is unlinked; readers already attached
+    drain what is left and then see the stream ended).
+    """
+
+    def __init__(
+        self,
+        stream_id: str,
+        directory: ShmDirectory | None = None,
+        *,
+        config: ShmConfig | None = None,
+        audio: AudioParams | None = None,
+        video: VideoParams | None = None,
+        deskshare: DeskshareParams | None = None,
+        info: Mapping[str, Any] | None = None,
+        origin_ms: int | None = None,
+    ) -> None:
+        self.config = config or (directory.config if directory is not None else ShmConfig())
+        self.stream_id = stream_id
+        self.directory = directory
+        start_ticks = directory.start_ticks if directory is not None else (_proc_start_ticks(os.getpid()) or 0)
+        self.segment = (
+            directory.next_segment_name()
+            if directory is not None
+            else f"{self.config.prefix}.{os.getpid()}.{start_ticks}.s{id(self):x}"
+        )
+        self.path = os.path.join(self.config.shm_dir, self.segment)
+        plan = _plan(stream_id, self.config, audio, video, deskshare, info)
+        fd = _create(self.config, self.segment)
+        try:
+            self._open(fd, stream_id.encode(), orjson.dumps(plan.info), created_unix_ns=time.time_ns(), **plan.kwargs)
+        except BaseException:
+            os.unlink(self.path)
+            raise
+        finally:
+            os.close(fd)
+        if origin_ms is not None:
+            self.set_origin(origin_ms)
+        self._slot = directory._add(self) if directory is not None else -1
+        self.closed = False
+
+    # -- MediaSink, Python path (on_audio/on_video/on_share are native) --------------------------
+
+    def on_transcript(self, msg: MediaMessage) -> None:
+        rec: dict[str, Any] = {"type": "transcript", "user_id": msg.user_id, "user_name": msg.user_name,
+                               "timestamp": msg.timestamp, "text": msg.data}
+        for key in ("start_time", "end_time", "language", "attribute", "channel_id"):
+            if (value := getattr(msg, key)) is not None:
+                rec[key] = value
+        self.publish_event(rec)
+
+    def on_chat(self, msg: MediaMessage) -> None:
+        self.publish_event({"type": "chat", "user_id": msg.user_id, "user_name": msg.user_name,
+                            "timestamp": msg.timestamp, "text": msg.data})
+
+    def on_drop(self, kind: str, reason: str) -> None:
+        self.count_drop(_DROP_KINDS.get(kind, 0))
+
+    def publish_event(self, record: Mapping[str, Any]) -> bool:
+        """Append a JSON event (participant joined/left, session state...) to the event ring.
+
+        ``record`` should carry ``type``; ``user_id`` and ``timestamp`` (ms), when present, are
+        also put in the record header. False if the ring is closed or the record is too large.
+        """
+        if self.closed:
+            return False
+        uid = record.get("user_id") or 0
+        ts = record.get("timestamp") or 0
+        data = orjson.dumps(record)
+        return bool(self.write_record(KIND_EVENTS, ENC_JSON, uid if isinstance(uid, int) else 0,
+                                      ts if isinstance(ts, int) else 0, data))
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """End the stream: readers are woken and see it ended; the segment name is removed."""
+        if self.closed:
+            return
+        self.closed = True
+        self._end()
+        if self.directory is not None:
+            self.directory._remove(self, self._slot)
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        self._close_map()
+
+    def __enter__(self) -> ShmPublisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
