@@ -501,3 +501,11 @@ cdef class _BenchSink(NativeSink):
 
     cdef void drop(self, int kind, int reason) noexcept:
         self.drops += 1
+
+
+def _bench_feed(MediaListener listener, bytes payload, Py_ssize_t repeat):
+    """Benchmark hook: run the listener's message path ``repeat`` times from C (no Python loop)."""
+    cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(payload)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(payload), k
+    for k in range(repeat):
+        listener._on_message(p, n)

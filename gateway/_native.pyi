@@ -9,8 +9,11 @@ from picows import WSFrame, WSListener, WSTransport
 
 # ---------------------------------------------------------------------------- b64.pxi
 
-def b64decode(data: bytes | bytearray | memoryview) -> bytes:
+def b64decode(data: bytes | bytearray | memoryview, *, simd: bool = True) -> bytes:
     """Strict padded standard base64 with the native decoder; ValueError when invalid."""
+
+def b64_simd() -> str:
+    """The decoder chosen at import for this CPU: "avx2" or "scalar"."""
 
 # ---------------------------------------------------------------------------- sink.pxi
 
@@ -57,6 +60,9 @@ class MediaListener(WSListener):
     def feed(self, payload: bytes | bytearray | memoryview, binary: bool = False) -> None:
         """Test hook: process one complete message exactly as ``on_ws_frame`` would."""
     def stats(self) -> dict[str, Any]: ...
+
+def _bench_feed(listener: MediaListener, payload: bytes, repeat: int) -> None:
+    """Benchmark hook: the listener's message path ``repeat`` times from a C loop."""
 
 class _RecordingSink(NativeSink):
     """Test sink: records commits and drops as tuples in ``calls``; ``refuse`` makes reserve fail."""

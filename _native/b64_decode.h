@@ -1,0 +1,173 @@
+/* Strict standard base64 decoding into caller memory: scalar (pre-shifted tables) + AVX2.
+ *
+ * gw_b64_decode(src, n, dst, cap): n must be a multiple of 4, padding only in the last quantum
+ * ("xx==" or "xxx="); returns the bytes written (<= cap), or -1 when the input is invalid or the
+ * output would not fit. Trailing bits of the last quantum are ignored, as binascii does.
+ *
+ * The AVX2 loop (after Mula & Lemire, "Faster Base64 Encoding and Decoding Using AVX2
+ * Instructions", 2018, in the form of aklomp/base64) is chosen at run time with
+ * __builtin_cpu_supports, so one build runs everywhere; it hands any block holding a
+ * non-alphabet character to the scalar loop, which is the one that reports the error.
+ */
+#ifndef GW_B64_DECODE_H
+#define GW_B64_DECODE_H
+
+#include <stdint.h>
+#include <string.h>
+#include <sys/types.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define GW_B64_HAVE_AVX2 1
+#include <immintrin.h>
+#endif
+
+#define GW_B64_BAD 0x01FFFFFFu
+
+/* d0..d3: each input character's 6 bits already shifted to their place in a little-endian
+ * 24-bit group; GW_B64_BAD (bit 24 set) for anything outside the alphabet. */
+static uint32_t gw_b64_d0[256], gw_b64_d1[256], gw_b64_d2[256], gw_b64_d3[256];
+static int gw_b64_use_avx2 = 0;
+
+static void gw_b64_init(void) {
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    int i;
+    for (i = 0; i < 256; i++) {
+        gw_b64_d0[i] = gw_b64_d1[i] = gw_b64_d2[i] = gw_b64_d3[i] = GW_B64_BAD;
+    }
+    for (i = 0; i < 64; i++) {
+        uint32_t v = (uint32_t)i;
+        uint8_t c = (uint8_t)alphabet[i];
+        gw_b64_d0[c] = v << 2;
+        gw_b64_d1[c] = (v >> 4) | ((v & 0x0F) << 12);
+        gw_b64_d2[c] = ((v >> 2) << 8) | ((v & 0x03) << 22);
+        gw_b64_d3[c] = v << 16;
+    }
+#ifdef GW_B64_HAVE_AVX2
+    __builtin_cpu_init();
+    gw_b64_use_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+#endif
+}
+
+static inline Py_ssize_t gw_b64_decoded_len(const uint8_t *src, Py_ssize_t n) {
+    Py_ssize_t out;
+    if (n % 4) return -1;
+    if (n == 0) return 0;
+    out = n / 4 * 3;
+    if (src[n - 1] == '=') {
+        out--;
+        if (src[n - 2] == '=') out--;
+    }
+    return out;
+}
+
+#ifdef GW_B64_HAVE_AVX2
+/* Decodes whole 32-character blocks while at least `keep` characters remain after the block and
+ * 32 bytes of room remain in dst (each block stores 32 bytes, 24 of them real). Stops at the
+ * first block with a non-alphabet character. Returns characters consumed (a multiple of 32). */
+__attribute__((target("avx2")))
+static Py_ssize_t gw_b64_decode_avx2(const uint8_t *src, Py_ssize_t n, uint8_t *dst, Py_ssize_t cap,
+                                     Py_ssize_t keep) {
+    const __m256i lut_lo = _mm256_setr_epi8(
+        0x15, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x13, 0x1A, 0x1B, 0x1B, 0x1B, 0x1A,
+        0x15, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x13, 0x1A, 0x1B, 0x1B, 0x1B, 0x1A);
+    const __m256i lut_hi = _mm256_setr_epi8(
+        0x10, 0x10, 0x01, 0x02, 0x04, 0x08, 0x04, 0x08, 0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x10,
+        0x10, 0x10, 0x01, 0x02, 0x04, 0x08, 0x04, 0x08, 0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x10);
+    const __m256i lut_roll = _mm256_setr_epi8(
+        0, 16, 19, 4, -65, -65, -71, -71, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 16, 19, 4, -65, -65, -71, -71, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m256i mask_2f = _mm256_set1_epi8(0x2f);
+    const __m256i pack_shuffle = _mm256_setr_epi8(
+        2, 1, 0, 6, 5, 4, 10, 9, 8, 14, 13, 12, -1, -1, -1, -1,
+        2, 1, 0, 6, 5, 4, 10, 9, 8, 14, 13, 12, -1, -1, -1, -1);
+    const __m256i pack_permute = _mm256_setr_epi32(0, 1, 2, 4, 5, 6, -1, -1);
+    Py_ssize_t i = 0, o = 0;
+    while (n - i >= 32 + keep && cap - o >= 32) {
+        __m256i str = _mm256_loadu_si256((const __m256i *)(src + i));
+        __m256i hi_nibbles = _mm256_and_si256(_mm256_srli_epi32(str, 4), mask_2f);
+        __m256i lo_nibbles = _mm256_and_si256(str, mask_2f);
+        __m256i hi = _mm256_shuffle_epi8(lut_hi, hi_nibbles);
+        __m256i lo = _mm256_shuffle_epi8(lut_lo, lo_nibbles);
+        if (!_mm256_testz_si256(lo, hi)) break;
+        __m256i eq_2f = _mm256_cmpeq_epi8(str, mask_2f);
+        __m256i roll = _mm256_shuffle_epi8(lut_roll, _mm256_add_epi8(eq_2f, hi_nibbles));
+        str = _mm256_add_epi8(str, roll);
+        str = _mm256_maddubs_epi16(str, _mm256_set1_epi32(0x01400140));
+        str = _mm256_madd_epi16(str, _mm256_set1_epi32(0x00011000));
+        str = _mm256_shuffle_epi8(str, pack_shuffle);
+        str = _mm256_permutevar8x32_epi32(str, pack_permute);
+        _mm256_storeu_si256((__m256i *)(dst + o), str);
+        i += 32;
+        o += 24;
+    }
+    return i;
+}
+#endif
+
+static Py_ssize_t gw_b64_decode_impl(const uint8_t *src, Py_ssize_t n, uint8_t *dst, Py_ssize_t cap,
+                                     int use_simd) {
+    Py_ssize_t out_len = gw_b64_decoded_len(src, n);
+    Py_ssize_t i = 0, o = 0, body;
+    uint32_t x, a, b, c, d;
+    if (out_len < 0 || out_len > cap) return -1;
+    if (n == 0) return 0;
+#ifdef GW_B64_HAVE_AVX2
+    if (use_simd && n >= 64) {
+        i = gw_b64_decode_avx2(src, n, dst, out_len, 4);
+        o = i / 4 * 3;
+    }
+#endif
+    body = n - 4;                       /* the last quantum may hold padding */
+    /* 4-byte stores while at least 4 bytes of room remain, then 3 single-byte stores. */
+    while (i < body && o + 4 <= out_len) {
+        x = gw_b64_d0[src[i]] | gw_b64_d1[src[i + 1]] | gw_b64_d2[src[i + 2]] | gw_b64_d3[src[i + 3]];
+        if (x >= 0x01000000u) return -1;
+        memcpy(dst + o, &x, 4);
+        i += 4;
+        o += 3;
+    }
+    while (i < body) {
+        x = gw_b64_d0[src[i]] | gw_b64_d1[src[i + 1]] | gw_b64_d2[src[i + 2]] | gw_b64_d3[src[i + 3]];
+        if (x >= 0x01000000u) return -1;
+        dst[o] = (uint8_t)x;
+        dst[o + 1] = (uint8_t)(x >> 8);
+        dst[o + 2] = (uint8_t)(x >> 16);
+        i += 4;
+        o += 3;
+    }
+    /* last quantum: "xxxx", "xxx=" or "xx==" */
+    a = gw_b64_d0[src[i]];
+    b = gw_b64_d1[src[i + 1]];
+    if ((a | b) >= 0x01000000u) return -1;
+    if (src[i + 2] == '=') {
+        if (src[i + 3] != '=') return -1;
+        dst[o] = (uint8_t)(a | b);
+        return o + 1;
+    }
+    c = gw_b64_d2[src[i + 2]];
+    if (c >= 0x01000000u) return -1;
+    if (src[i + 3] == '=') {
+        x = a | b | c;
+        dst[o] = (uint8_t)x;
+        dst[o + 1] = (uint8_t)(x >> 8);
+        return o + 2;
+    }
+    d = gw_b64_d3[src[i + 3]];
+    if (d >= 0x01000000u) return -1;
+    x = a | b | c | d;
+    dst[o] = (uint8_t)x;
+    dst[o + 1] = (uint8_t)(x >> 8);
+    dst[o + 2] = (uint8_t)(x >> 16);
+    return o + 3;
+}
+
+static inline Py_ssize_t gw_b64_decode(const uint8_t *src, Py_ssize_t n, uint8_t *dst, Py_ssize_t cap) {
+    return gw_b64_decode_impl(src, n, dst, cap, gw_b64_use_avx2);
+}
+
+/* The scalar decoder alone (tests compare it with the AVX2 path). */
+static inline Py_ssize_t gw_b64_decode_scalar(const uint8_t *src, Py_ssize_t n, uint8_t *dst, Py_ssize_t cap) {
+    return gw_b64_decode_impl(src, n, dst, cap, 0);
+}
+
+#endif
