@@ -41,10 +41,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--load", choices=["off", "realtime", "max"], default="off", help="load mode: audio from pre-built frames")
     parser.add_argument("--load-speakers", type=int, default=1, help="load mode: speakers per meeting for multi-stream audio")
     parser.add_argument("--seed", type=int, default=0, help="content seed (meeting i uses seed+i)")
+    parser.add_argument("--tls-cert", help="serve wss:// with this certificate chain (PEM)")
+    parser.add_argument("--tls-key", help="private key for --tls-cert (PEM)")
+    parser.add_argument("--url-host", help="host name written into URLs (e.g. localhost to match a certificate)")
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
+    ssl_context = None
+    if args.tls_cert:
+        import ssl
+
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
     return SimConfig(
+        ssl_context=ssl_context,
+        url_host=args.url_host,
         host=args.host,
         port=args.port,
         media_port=args.media_port,

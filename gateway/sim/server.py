@@ -118,6 +118,10 @@ class SimConfig:
     deskshare_image_fps_max: int = 5
     audio_buffer_s: float = protocol.STARTUP_AUDIO_BUFFER_S
     record_payloads: bool = True
+    #: serve wss:// with this server-side ``ssl.SSLContext`` (production is TLS-only; tests use ws://).
+    ssl_context: Any = None
+    #: host name put in the URLs (e.g. "localhost" for wss with a hostname certificate); default: ``host``.
+    url_host: str | None = None
 
     def scaled(self, seconds: float) -> float:
         return seconds * self.time_scale
@@ -1040,8 +1044,9 @@ class Simulator:
 
             return make
 
-        sig = await ws_create_server(factory("signaling"), host, port, websocket_handshake_timeout=10, logger_name="sim.signaling")
-        med = await ws_create_server(factory("media"), host, media_port, websocket_handshake_timeout=10, logger_name="sim.media")
+        tls = {"ssl": self.config.ssl_context} if self.config.ssl_context is not None else {}
+        sig = await ws_create_server(factory("signaling"), host, port, websocket_handshake_timeout=10, logger_name="sim.signaling", **tls)
+        med = await ws_create_server(factory("media"), host, media_port, websocket_handshake_timeout=10, logger_name="sim.media", **tls)
         lst = _Listener(sig, med, sig.sockets[0].getsockname()[1], med.sockets[0].getsockname()[1])
         self._listeners[index] = lst
         return lst
@@ -1055,12 +1060,17 @@ class Simulator:
     def media_port(self) -> int:
         return self._listeners[0].media_port
 
+    @property
+    def _url_base(self) -> str:
+        scheme = "wss" if self.config.ssl_context is not None else "ws"
+        return f"{scheme}://{self.config.url_host or self.config.host}"
+
     def signaling_url(self, listener: int = 0) -> str:
-        return f"ws://{self.config.host}:{self._listeners[listener].signaling_port}/signaling"
+        return f"{self._url_base}:{self._listeners[listener].signaling_port}/signaling"
 
     def media_urls(self, listener: int, stream: SimStream) -> dict[str, str]:
         """``media_server.server_urls`` for msg 2: scoped kinds only (share/chat under configurable keys)."""
-        base = f"ws://{self.config.host}:{self._listeners[listener].media_port}/media"
+        base = f"{self._url_base}:{self._listeners[listener].media_port}/media"
         keys = {"deskshare": self.config.deskshare_key, "chat": self.config.chat_key}
         urls = {keys.get(k, k): f"{base}/{k}" for k in PRODUCT_KINDS[stream.product] if k in self.config.scopes}
         if self.config.include_all_url:

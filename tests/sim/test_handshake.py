@@ -334,3 +334,11 @@ async def test_media_injected_rejection(profile: StatusProfile) -> None:
         assert (await session.connect_media("audio"))["status_code"] == 0
         assert await wait_for(lambda: [s for _, s in stream.client.media_handshakes] == [0, code(Status.INVALID_AUDIO_PARAMS, profile), 0])
         await session.close()
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+async def test_signaling_unsupported_protocol_version(profile: StatusProfile) -> None:
+    async with Simulator(config(status_profile=profile)) as sim:
+        stream = sim.create_stream(webhook=False)
+        resp = await _signaling_reply(sim, Session(sim, stream).hello(protocol_version=2))
+        assert resp["status_code"] == code(Status.INVALID_JSON, profile) and "protocol_version" in resp["reason"]

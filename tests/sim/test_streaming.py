@@ -212,3 +212,36 @@ async def test_contact_center_stream_with_real_content() -> None:
         events = [m["event"] for m in s.signaling.received if m["msg_type"] == MsgType.EVENT_UPDATE and m["event"]["event_type"] != 1]  # type: ignore[union-attr]
         assert events and all("event_ts" in e and "timestamp" not in e and "participant_info" in e for e in events)
         await s.close()
+
+
+async def test_tls_listeners_serve_wss() -> None:
+    import ssl
+    from pathlib import Path
+
+    from tests.sim.helpers import TestClient
+
+    data = Path(__file__).with_name("data")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(data / "test_cert.pem", data / "test_key.pem")
+    client_ctx = ssl.create_default_context(cafile=str(data / "test_cert.pem"))
+    async with Simulator(config(ssl_context=server_ctx, url_host="localhost")) as sim:
+        stream = sim.create_stream(webhook=False)
+        assert stream.signaling_url.startswith("wss://localhost:")
+        s = Session(sim, stream)
+        s.signaling = TestClient(await _tls_connect(stream.signaling_url, client_ctx), "signaling", False)
+        await s.signaling.send(s.hello())
+        resp = await s.signaling.recv_type(MsgType.SIGNALING_HAND_SHAKE_RESP)
+        assert resp["status_code"] == 0 and resp["media_server"]["server_urls"]["audio"].startswith("wss://localhost:")
+        media_client = TestClient(await _tls_connect(resp["media_server"]["server_urls"]["audio"], client_ctx), "audio", False)
+        await media_client.send(s.data_hello(1))
+        assert (await media_client.recv_type(MsgType.DATA_HAND_SHAKE_RESP))["status_code"] == 0
+        s.media["audio"] = media_client
+        await s.ready()
+        assert media(await media_client.drain(0.2), MsgType.MEDIA_DATA_AUDIO)
+        await s.close()
+
+
+async def _tls_connect(url: str, ctx: object):  # type: ignore[no-untyped-def]
+    from websockets.asyncio.client import connect
+
+    return await connect(url, ssl=ctx, max_queue=None, ping_interval=None, close_timeout=2)
