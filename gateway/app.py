@@ -29,7 +29,7 @@ import orjson
 from aiohttp import web
 
 from .config import GatewayConfig
-from .errors import WebhookError
+from .errors import ConfigError, WebhookError
 from .metrics import CONTENT_TYPE, GatewayMetrics
 from .protocol import WebhookEvent, WebhookKind
 from .stats_sink import StatsSink
@@ -137,6 +137,7 @@ class Gateway:
             replay_cache_size=config.server.replay_cache_size,
         )
         self._session_factory = session_factory or self._default_session_factory()
+        self._shm_directory: Any = None
         self._sink_factory = sink_factory or self._default_sink_factory()
         self._ended: OrderedDict[str, int] = OrderedDict()  # stream id -> end time (ms)
         self._side_tasks: set[asyncio.Task[Any]] = set()
@@ -177,23 +178,31 @@ class Gateway:
         return make
 
     def _default_sink_factory(self) -> SinkFactory:
-        """The shared-memory publisher when configured and available, else a counting sink."""
-        if self.config.publish.shm:
-            try:
-                from . import shm  # type: ignore[attr-defined,unused-ignore]
-            except ImportError:
-                log.warning("publish.shm = true but gateway.shm is not available; counting frames only")
-            else:
-                factory = getattr(shm, "publisher_for_stream", None)
-                if callable(factory):
-                    directory = self.config.publish.shm_dir or None
+        """The shared-memory publisher when ``publish.shm``, else a counting sink."""
+        if not self.config.publish.shm:
+            return lambda event: StatsSink()
+        try:
+            from . import shm
+        except ImportError as exc:  # configured but not built: refuse to start rather than drop media
+            raise ConfigError(f"publish.shm = true but the shared-memory publisher is unavailable: {exc}") from None
+        params = self.config.sessions.build_media_params()
 
-                    def make_shm(event: WebhookEvent) -> Any:
-                        return factory(event.stream_id, directory=directory)  # type: ignore[misc]
+        def make_publisher(event: WebhookEvent) -> Any:
+            directory = self._shm()
+            info = {"product": event.product.value if event.product else None, "instance_key": event.instance_key, "instance_id": event.instance_id}
+            return shm.ShmPublisher(event.stream_id or "", directory, audio=params.audio, video=params.video, deskshare=params.deskshare, info=info)
 
-                    return make_shm
-                log.warning("gateway.shm has no publisher_for_stream(); counting frames only")
-        return lambda event: StatsSink()
+        return make_publisher
+
+    def _shm(self) -> Any:
+        """This gateway's directory of live streams (created on first use, removed at close)."""
+        if self._shm_directory is None:
+            from .shm import ShmConfig, ShmDirectory
+
+            p = self.config.publish
+            self._shm_directory = ShmDirectory(ShmConfig(prefix=p.shm_prefix, shm_dir=p.shm_dir or "/dev/shm", group=p.shm_group or None))
+            log.info("shared memory: directory %s", self._shm_directory.path)
+        return self._shm_directory
 
     # ------------------------------------------------------------------ webhook dispatch
 
@@ -325,6 +334,13 @@ class Gateway:
     def _on_session_event(self, stream_id: str, doc: dict[str, Any]) -> None:
         kind = str(doc.get("type") or doc.get("event") or "unknown")
         self.metrics.session_events.labels(type=kind).inc()
+        entry = self.streams.get(stream_id)
+        publish = getattr(entry.sink, "publish_event", None) if entry is not None else None
+        if publish is not None:  # participants, speakers, session states reach consumers in order
+            try:
+                publish(doc)
+            except Exception:
+                log.exception("stream %s: publishing an event failed", stream_id)
         latency = doc.get("latency_s")
         if isinstance(latency, (int, float)) and not isinstance(latency, bool):
             self.metrics.latency.observe(float(latency))
@@ -435,6 +451,9 @@ class Gateway:
             task.cancel()
         if self._side_tasks:
             await asyncio.gather(*self._side_tasks, return_exceptions=True)
+        if self._shm_directory is not None:
+            self._shm_directory.close()
+            self._shm_directory = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

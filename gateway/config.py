@@ -103,7 +103,12 @@ class PublishConfig:
     """Where frames go: shared memory (primary) or per-stream counters only."""
 
     shm: bool = False
+    #: where segments live (empty = /dev/shm).
     shm_dir: str = ""
+    #: segment name prefix; consumers attach with the same prefix.
+    shm_prefix: str = "rtms-gw"
+    #: group allowed to attach (segments 0660 with that group); empty = owner only (0600).
+    shm_group: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +160,9 @@ class GatewayConfig:
             if not isinstance(params, Mapping):
                 raise ConfigError(f"sessions.media_params.{kind} must be a table")
         q.build_media_params()
+        p = self.publish
+        if not p.shm_prefix or "/" in p.shm_prefix or len(p.shm_prefix) > 32:
+            raise ConfigError(f"publish.shm_prefix must be 1-32 characters without '/', got {p.shm_prefix!r}")
         if self.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"log.level must be a logging level name, got {self.log.level!r}")
         if require_credentials:

@@ -7,15 +7,19 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from gateway.app import Gateway
-from gateway.demo import Demo, DemoOptions, StreamReport
+from gateway.demo import Demo, DemoOptions, StreamReport, shm_available
 from gateway.stats_sink import StatsSink
 from tests.gateway.test_cli import ROOT, native_env
 
 
-def test_demo_subprocess_exits_zero_with_a_complete_summary() -> None:
+@pytest.mark.parametrize("mode", ["default", "no-shm"])
+def test_demo_subprocess_exits_zero_with_a_complete_summary(mode: str) -> None:
+    extra = ["--no-shm"] if mode == "no-shm" else []
     proc = subprocess.run(
-        [sys.executable, "-m", "gateway", "demo", "--seconds", "3", "--meetings", "2"],
+        [sys.executable, "-m", "gateway", "demo", "--seconds", "3", "--meetings", "2", *extra],
         cwd=ROOT,
         env=native_env(),
         capture_output=True,
@@ -33,6 +37,24 @@ def test_demo_subprocess_exits_zero_with_a_complete_summary() -> None:
     for kind in ("audio", "video", "transcript"):
         m = re.search(rf"^\s+{kind}\s+sent\s+(\d+)\s+received\s+(\d+)", out, re.M)
         assert m and int(m.group(1)) > 0 and m.group(1) == m.group(2), kind
+    if mode == "default" and shm_available():
+        # a separate consumer process read every participant's samples back from shared memory
+        consumer = re.findall(r"consumer \(shared memory\) audio samples read/sent: (.*);", out)
+        assert len(consumer) == 2 and "MISMATCH" not in out
+        pairs = re.findall(r"user \d+: (\d+)/(\d+)", " ".join(consumer))
+        assert pairs and all(a == b and int(a) > 0 for a, b in pairs)
+    else:
+        assert out.count("payload CRC-32 identical") == 2
+
+
+def test_consumer_shortfall_or_overrun_fails_the_demo() -> None:
+    demo = Demo(DemoOptions(tty=False), out=io.StringIO())
+    ok = StreamReport("a" * 32, sent={"audio": 3}, received={"audio": 3}, consumer_audio={7: (960, 960)})
+    short = StreamReport("b" * 32, sent={"audio": 3}, received={"audio": 3}, consumer_audio={7: (960, 640)})
+    overrun = StreamReport("c" * 32, sent={"audio": 3}, received={"audio": 3}, consumer_audio={7: (960, 960)}, consumer_lost=5)
+    assert demo._summary([ok]) == 0
+    assert demo._summary([short]) == 1
+    assert demo._summary([overrun]) == 1
 
 
 def test_summary_fails_when_anything_is_missing() -> None:
