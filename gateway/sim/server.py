@@ -105,6 +105,7 @@ class SimConfig:
     duplicate_signaling: str = "reject"  # or "evict"
     close_after_reject: bool = True
     session_reason_key: str = "stop_reason"  # or "reason"
+    stream_state_ts_seconds: bool = False  # sloppiness: msg 20 timestamp in seconds, like the docs' example
     user_id_as_string: bool = False  # sloppiness: events carry user_id as a string
     filter_events_by_subscription: bool = True
     events_grace_s: float = 0.1  # after the first msg 7, before timeline events flow
@@ -531,7 +532,8 @@ class SimStream:
             else:
                 self._send_sig(protocol.build_session_state_response(str(sid), SessionState.INACTIVE, now, status=self._code(Status.INVALID_SESSION_ID)))
         elif mt == MsgType.STREAM_STATE_REQ:
-            self._send_sig(protocol.build_stream_state_response(self.stream_id, self.state, now))
+            ts = now // 1000 if self.cfg.stream_state_ts_seconds else now  # the docs' example is in seconds
+            self._send_sig(protocol.build_stream_state_response(self.stream_id, self.state, ts))
         elif mt == MsgType.STREAM_CLOSE_REQ:
             self._send_sig(protocol.build_stream_close_response(self.stream_id, now))
             self.terminate(StopReason.STOP_BC_RECEIVER_REQUEST_CLOSE, session_stop=False)
@@ -665,10 +667,11 @@ class SimStream:
     def _media_lost(self, conn: _Conn, *, close: bool, end_reason: int | None = None) -> None:
         if close:
             conn.abort()
-        kinds = conn.kinds
+        kinds = tuple(k for k in conn.kinds if self.media.get(k) is conn)
+        if not kinds:  # a stale socket already replaced by a newer one
+            return
         for kind in kinds:
-            if self.media.get(kind) is conn:
-                del self.media[kind]
+            del self.media[kind]
         if self.all_conn is conn:
             self.all_conn = None
         if self.signaling is None or not self.signaling.alive:
@@ -754,6 +757,23 @@ class SimStream:
     def drop_signaling(self, *, abort: bool = True) -> None:
         """Drop signaling (TCP abort by default), then ``*.rtms_interrupted`` and the reconnection window."""
         self.interrupt_signaling(abort=abort)
+
+    def send_state(self, state: int, reason: int = 0, *, session: bool = False) -> None:
+        """Send any msg 8 (stream) or, with ``session``, msg 9 state update without changing anything."""
+        now = now_ms()
+        if session:
+            self._send_sig(protocol.build_session_state_update(state, self.session_id, now, reason, reason_key=self.cfg.session_reason_key))
+        else:
+            self._send_sig(protocol.build_stream_state_update(state, reason, now))
+
+    def send_signaling_raw(self, data: dict[str, Any] | bytes) -> None:
+        """Anything on signaling: unknown msg_types (23-27, > 29), odd shapes, broken JSON."""
+        if self.signaling is None or not self.signaling.alive:
+            raise ValueError("no signaling connection")
+        if isinstance(data, dict):
+            self._send_sig(data)
+        else:
+            self.signaling.send_raw(data)
 
     def reject_next_signaling(self, status: Status | int) -> None:
         self.faults.reject_signaling.append(self._code(status))

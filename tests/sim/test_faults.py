@@ -293,3 +293,30 @@ async def test_late_duplicate_started_and_concurrency_webhooks() -> None:
         assert sink.events()[-1] == "meeting.rtms_started"  # the late retry arrives after the others
         assert sink.bodies()[1]["payload"] == {"concurrency_limit": 2000, "concurrency_number": 1700, "percentage": 85}
         assert sink.bodies()[2]["payload"]["id_field"] == {"meeting_uuid": stream.instance_id}
+
+
+async def test_arbitrary_state_updates_and_raw_signaling() -> None:
+    async with Simulator(config(stream_state_ts_seconds=True)) as sim:
+        stream = sim.create_stream(webhook=False)
+        s = Session(sim, stream, auto_keepalive=True)
+        await s.join({"audio": None})
+        sig = s.signaling
+        assert sig is not None
+        stream.send_state(StreamState.INTERRUPTED, StopReason.STOP_BC_SIGNAL_CONNECTION_INTERRUPTED)
+        upd = await sig.recv_type(MsgType.STREAM_STATE_UPDATE)
+        while upd["state"] != StreamState.INTERRUPTED:
+            upd = await sig.recv_type(MsgType.STREAM_STATE_UPDATE)
+        assert upd["reason"] == 13 and not stream.terminated  # a notice only: nothing else changes
+        stream.send_state(SessionState.STOPPED, StopReason.STOP_BC_HOST_TRIGGERED, session=True)
+        st = await sig.recv_type(MsgType.SESSION_STATE_UPDATE)
+        while st["state"] != SessionState.STOPPED:
+            st = await sig.recv_type(MsgType.SESSION_STATE_UPDATE)
+        assert st["stop_reason"] == 1
+        stream.send_signaling_raw({"msg_type": 23, "content": {"lid": 9}})
+        stream.send_signaling_raw(b"\x00not json")
+        assert (await sig.recv_type(23))["content"] == {"lid": 9}
+        assert await wait_for(lambda: sig.unparseable == [b"\x00not json"])
+        await sig.send(protocol.build_stream_state_request(stream.stream_id))
+        resp = await sig.recv_type(MsgType.STREAM_STATE_RESP)
+        assert resp["timestamp"] < 10**11  # seconds, like the docs' example
+        await s.close()
