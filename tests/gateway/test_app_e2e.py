@@ -185,3 +185,39 @@ async def test_graceful_shutdown_asks_zoom_to_close_every_stream_and_leaks_nothi
     assert other_tasks() == set()
     await sim.webhooks.close()
     await wait_for(lambda: open_sockets() <= sockets_before, timeout_s=10)
+
+
+async def test_shared_memory_publishing_reaches_a_consumer_and_leaves_nothing_behind(sim_factory: Any, listener_available: None, tmp_path: Any) -> None:
+    from dataclasses import replace
+
+    from gateway import client
+    from gateway.config import PublishConfig
+
+    config = make_config(sessions=SessionsConfig(media_kinds=("audio", "transcript"), media_params={"audio": {"data_opt": 2}}))
+    config = replace(config, publish=PublishConfig(shm=True, shm_dir=str(tmp_path), shm_prefix="gw-e2e"))
+    gw = Gateway(config)
+    await gw.start()
+    sim = await sim_factory(client_id="client-id-1", client_secret=CLIENT_SECRET, webhook_secret=WEBHOOK_SECRET, webhook_url=gw.webhook_url)
+    try:
+        stream = sim.create_stream()
+        await wait_for(lambda: len(client.list_streams("gw-e2e", str(tmp_path))) == 1, timeout_s=20)
+        (info,) = client.list_streams("gw-e2e", str(tmp_path))
+        assert info.stream_id == stream.stream_id
+        reader = client.attach(info, "gw-e2e", str(tmp_path))
+        await wait_for(lambda: len([r for r in reader.participants() if r.user_id]) >= 2, timeout_s=20)
+        stream.pause()
+        await wait_for(lambda: gw.streams[stream.stream_id].stats()["frames"].get("audio", 0) >= stream.sent.media_counts["audio"], timeout_s=15)
+        for uid, payloads in stream.sent.audio.items():
+            frames, _, lost, gaps = reader.audio(uid).read_since()
+            got = len(frames) - sum(g.length for g in gaps)
+            assert (got, lost) == (sum(len(p) for _, p in payloads) // 2, 0)
+        events, _, _ = reader.events().read_since()
+        types = {e.get("type") for e in events}
+        assert "session_state" in types  # session events published by the app
+        stream.terminate()
+        await wait_for(lambda: not gw.streams, timeout_s=15)
+        assert reader.ended
+        reader.close()
+    finally:
+        await gw.close()
+    assert [p.name for p in tmp_path.iterdir()] == []  # segments and directory removed
