@@ -24,7 +24,9 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STREAM_COUNTERS: tuple[tuple[str, str, str | None, str], ...] = (
     ("frames", "rtms_media_frames", "kind", "all"),
     ("bytes", "rtms_media_bytes", "kind", "all"),
+    ("wire_bytes", "rtms_media_wire_bytes", "kind", "all"),
     ("drops", "rtms_media_drops", "kind", "all"),
+    ("listener_drops", "rtms_media_drops", "kind", "all"),
     ("gaps", "rtms_media_gaps", "kind", "all"),
     ("parse_errors", "rtms_parse_errors", "socket", "all"),
     ("reconnects", "rtms_reconnects", "socket", "stream"),
@@ -34,7 +36,8 @@ STREAM_COUNTERS: tuple[tuple[str, str, str | None, str], ...] = (
 )
 METRIC_HELP: dict[str, tuple[str, str | None]] = {
     "rtms_media_frames": ("Media messages received, by kind", "kind"),
-    "rtms_media_bytes": ("Decoded media payload bytes received, by kind", "kind"),
+    "rtms_media_bytes": ("Decoded media payload bytes received, by kind (counting sink only)", "kind"),
+    "rtms_media_wire_bytes": ("WebSocket payload bytes received on media sockets (JSON + base64), by socket kind", "kind"),
     "rtms_media_drops": ("Media messages dropped (bad base64, malformed, oversized...), by kind ('all' when not split)", "kind"),
     "rtms_media_gaps": ("Gaps detected in media timelines, by kind", "kind"),
     "rtms_parse_errors": ("Messages that could not be parsed, by socket", "socket"),

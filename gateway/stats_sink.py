@@ -93,7 +93,7 @@ class StatsSink:
         return {
             "frames": dict(self.frames),
             "bytes": dict(self.bytes),
-            "drops": dict(self.drops),
+            "sink_drops": dict(self.drops),  # the listener's own count is the exported one
             "transcripts": self.transcripts,
             "participants": self.participants,
         }
