@@ -84,10 +84,16 @@ class StreamReport:
     consumer_audio: dict[int, tuple[int, int]] = field(default_factory=dict)
     consumer_mixed_samples: int = 0
     consumer_lost: int = 0
+    #: shared-memory mode: "video/user N" -> (frames sent, frames the consumer read)
+    consumer_frames: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def consumer_complete(self) -> bool:
-        return all(sent == got for sent, got in self.consumer_audio.values()) and self.consumer_lost == 0
+        return (
+            all(sent == got for sent, got in self.consumer_audio.values())
+            and all(sent == got for sent, got in self.consumer_frames.values())
+            and self.consumer_lost == 0
+        )
 
     @property
     def complete(self) -> bool:
@@ -267,6 +273,14 @@ class Demo:
             sent = sum(len(p) for _, p in payloads) // 2  # L16 mono
             rep.consumer_audio[uid] = (sent, samples.get(uid, 0))
         rep.consumer_mixed_samples = samples.get(0, 0)
+        frames = got.get("frames") or {}
+        for kind, store in (("video", stream.sent.video), ("deskshare", stream.sent.share)):
+            seen = frames.get(kind) or {}
+            for uid, payloads in store.items():
+                count, crc = seen.get(str(uid), (0, 0))
+                rep.consumer_frames[f"{kind}/user {uid}"] = (len(payloads), int(count))
+                if crc != _crc_of(payloads):
+                    rep.crc_mismatches.append(f"{kind}/user {uid} (consumer)")
         rep.consumer_lost = int(got.get("lost", 0))
         texts = got.get("transcripts") or []
         rep.transcripts_received = len(texts)
@@ -408,7 +422,8 @@ class Demo:
                 mark = "ok" if sent == got else f"LOST {sent - got}" if got < sent else f"EXTRA {got - sent}"
                 size = _human_bytes(rep.received_bytes.get(kind, 0)) + (" on the wire" if rep.wire_bytes else "")
                 out.append(f"    {kind:<11} sent {sent:>7}  received {got:>7}  {size:>22}  {mark}")
-            crc = "" if rep.consumer_audio else f"payload CRC-32 {'identical' if not rep.crc_mismatches else 'MISMATCH ' + ', '.join(rep.crc_mismatches)}, "
+            where = " (read back by the consumer)" if rep.consumer_audio else ""
+            crc = f"payload CRC-32{where} {'identical' if not rep.crc_mismatches else 'MISMATCH ' + ', '.join(rep.crc_mismatches)}, "
             out.append(
                 f"    transcripts {rep.transcripts_received}/{rep.transcripts_sent} (texts {'identical' if rep.transcript_texts_match else 'DIFFER'}), "
                 f"{crc}drops {rep.drops}, keep-alives answered {rep.keepalives}"
@@ -418,6 +433,8 @@ class Demo:
                     f"user {uid}: {got}/{sent}" + ("" if got == sent else " MISMATCH") for uid, (sent, got) in sorted(rep.consumer_audio.items())
                 )
                 out.append(f"    consumer (shared memory) audio samples read/sent: {per_user}; mixed ring {rep.consumer_mixed_samples}; overrun {rep.consumer_lost}")
+                if rep.consumer_frames:
+                    out.append("    consumer frames read/sent: " + ", ".join(f"{k}: {got}/{sent}" for k, (sent, got) in sorted(rep.consumer_frames.items())))
             if rep.error:
                 out.append(f"    error: {rep.error}")
         out.append("")
@@ -454,7 +471,14 @@ def consume(prefix: str, shm_dir: str, streams: int, limit_s: float) -> dict[str
         for info in client.list_streams(prefix, shm_dir):
             if info.stream_id not in attached:
                 reader = client.attach(info, prefix, shm_dir)
-                attached[info.stream_id] = {"reader": reader, "audio": {}, "events": reader.events(), "samples": {}, "lost": 0, "transcripts": []}
+                frame_readers = {}
+                for kind, open_ring in (("video", reader.video), ("deskshare", reader.share)):
+                    with contextlib.suppress(KeyError):  # no ring: the kind is not published
+                        frame_readers[kind] = open_ring()
+                attached[info.stream_id] = {
+                    "reader": reader, "audio": {}, "events": reader.events(), "frame_readers": frame_readers,
+                    "samples": {}, "frames": {}, "lost": 0, "transcripts": [],
+                }
         for st in attached.values():
             if st.get("done"):
                 continue
@@ -467,6 +491,17 @@ def consume(prefix: str, shm_dir: str, streams: int, limit_s: float) -> dict[str
                 frames, _, lost, gaps = audio.read_since()
                 st["samples"][uid] = st["samples"].get(uid, 0) + len(frames) - sum(g.length for g in gaps)
                 st["lost"] += lost
+            for kind, frames_reader in st["frame_readers"].items():
+                batch, _, lost = frames_reader.read_since()
+                st["lost"] += lost
+                per_user = st["frames"].setdefault(kind, {})
+                for frame in batch:
+                    count, crc = per_user.get(frame.user_id, (0, 0))
+                    crc = zlib.crc32(frame.data, crc)
+                    if frames_reader.intact(frame):  # not overwritten while we hashed it
+                        per_user[frame.user_id] = (count + 1, crc)
+                    else:
+                        st["lost"] += 1
             events, _, lost = st["events"].read_since()
             st["lost"] += lost
             st["transcripts"].extend(str(e.get("text", "")) for e in events if e.get("type") == "transcript")
@@ -476,7 +511,15 @@ def consume(prefix: str, shm_dir: str, streams: int, limit_s: float) -> dict[str
         if len(attached) >= streams and all(st.get("done") for st in attached.values()):
             break
         time.sleep(0.05)
-    return {sid: {"samples": {str(u): n for u, n in st["samples"].items()}, "lost": st["lost"], "transcripts": st["transcripts"]} for sid, st in attached.items()}
+    return {
+        sid: {
+            "samples": {str(u): n for u, n in st["samples"].items()},
+            "frames": {kind: {str(u): list(v) for u, v in users.items()} for kind, users in st["frames"].items()},
+            "lost": st["lost"],
+            "transcripts": st["transcripts"],
+        }
+        for sid, st in attached.items()
+    }
 
 
 def _consumer_main(argv: list[str]) -> int:

@@ -43,6 +43,9 @@ def test_demo_subprocess_exits_zero_with_a_complete_summary(mode: str) -> None:
         assert len(consumer) == 2 and "MISMATCH" not in out
         pairs = re.findall(r"user \d+: (\d+)/(\d+)", " ".join(consumer))
         assert pairs and all(a == b and int(a) > 0 for a, b in pairs)
+        frames = re.findall(r"video/user \d+: (\d+)/(\d+)", out)
+        assert frames and all(a == b for a, b in frames)
+        assert out.count("payload CRC-32 (read back by the consumer) identical") == 2
     else:
         assert out.count("payload CRC-32 identical") == 2
 
