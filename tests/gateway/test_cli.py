@@ -68,9 +68,9 @@ def test_run_with_bad_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[
 CLI_CREDS = {"ZM_RTMS_CLIENT": "cli-client", "ZM_RTMS_SECRET": "cli-client-secret-zz", "ZM_RTMS_WEBHOOK_SECRET": "cli-webhook-secret-zz"}
 
 
-def start_gateway_run() -> tuple[subprocess.Popen[str], int, str]:
+def start_gateway_run(extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], int, str]:
     """``gateway run`` on a free port; returns the process, its port and the start-up log."""
-    env = {**native_env(), **CLI_CREDS}
+    env = {**native_env(), **CLI_CREDS, **(extra_env or {})}
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway", "run", "--config", str(ROOT / "examples" / "gateway.toml"), "--port", "0"],
         cwd=ROOT,
@@ -155,8 +155,12 @@ def test_gateway_sim_drives_gateway_run_across_processes() -> None:
             proc.wait()
 
 
-def test_sigterm_with_live_streams_closes_them_and_exits_zero() -> None:
-    proc, port, _ = start_gateway_run()
+def test_sigterm_with_live_streams_closes_them_and_exits_zero(tmp_path: Path) -> None:
+    from gateway import client
+
+    shm_env = {"GATEWAY_PUBLISH_SHM": "true", "GATEWAY_PUBLISH_SHM_DIR": str(tmp_path), "GATEWAY_PUBLISH_SHM_PREFIX": "cli-run"}
+    proc, port, startup = start_gateway_run(shm_env)
+    assert "publish: shared memory" in startup
     sim = subprocess.Popen(
         [sys.executable, "-m", "gateway", "sim", "--webhook-url", f"http://127.0.0.1:{port}/webhook", "--meetings", "2", "--seconds", "60"],
         cwd=ROOT,
@@ -174,10 +178,12 @@ def test_sigterm_with_live_streams_closes_them_and_exits_zero() -> None:
                 break
             time.sleep(0.1)
         assert active == 2
+        assert len(client.list_streams("cli-run", str(tmp_path))) == 2  # published for consumers
         proc.send_signal(signal.SIGTERM)
         err = proc.communicate(timeout=60)[1]
         assert proc.returncode == 0, err
         assert "closing 2 stream(s)" in err and "stopped cleanly" in err
+        assert list(tmp_path.iterdir()) == []  # every segment and the directory removed
     finally:
         for p in (proc, sim):
             if p.poll() is None:
