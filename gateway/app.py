@@ -89,6 +89,8 @@ class StreamEntry:
     interruptions: int = 0
     stop_reason: int | None = None
     error: str | None = None
+    #: an rtms_started that arrived while this stream was ending: started afresh once it has ended.
+    restart: WebhookEvent | None = None
 
     def stats(self) -> dict[str, Any]:
         """Session counters, with the sink's counters filling whatever the session lacks."""
@@ -235,6 +237,13 @@ class Gateway:
 
     def _on_started(self, event: WebhookEvent, stream_id: str, entry: StreamEntry | None) -> str:
         urls = event.server_urls or ""
+        if entry is not None and (entry.stop_reason is not None or getattr(entry.session, "closed", False)):
+            if event.event_ts > entry.event.event_ts:  # a new start of a stream that is ending
+                entry.restart = event
+                log.info("stream %s restarted by Zoom while ending; starting it again once closed", stream_id)
+                return "restart_queued"
+            entry.duplicates += 1
+            return "duplicate"
         if entry is not None:
             if urls == entry.server_urls:
                 entry.duplicates += 1
@@ -250,6 +259,11 @@ class Gateway:
         if ended_ms is not None and event.event_ts <= ended_ms:
             log.info("late rtms_started for ended stream %s ignored", stream_id)
             return "duplicate_ended"
+        self._admit(event, stream_id, urls)
+        return "started"
+
+    def _admit(self, event: WebhookEvent, stream_id: str, urls: str) -> None:
+        """Start a stream unless shutting down or at capacity (WebhookError 503 then)."""
         if self._closing:
             self.metrics.sessions_refused.labels(reason="shutting_down").inc()
             raise WebhookError("gateway is shutting down", status=503, reason="shutting_down")
@@ -259,7 +273,6 @@ class Gateway:
             log.error("REFUSED stream %s: at capacity (%d of sessions.max_streams=%d running)", stream_id, len(self.streams), limit)
             raise WebhookError(f"at capacity ({limit} streams)", status=503, reason="at_capacity")
         self._start(event, stream_id, urls)
-        return "started"
 
     def _start(self, event: WebhookEvent, stream_id: str, urls: str) -> None:
         sink = self._sink_factory(event)
@@ -310,6 +323,12 @@ class Gateway:
         _close_quietly(entry.sink)
         self._notify(entry.stream_id, {"type": "stream_ended", "outcome": outcome, "error": entry.error, "stats": entry.stats()})
         log.info("stream %s ended (%s)", entry.stream_id, outcome)
+        restart = entry.restart
+        if restart is not None and not self._closing and entry.stream_id not in self.streams:
+            try:
+                self._admit(restart, entry.stream_id, restart.server_urls or "")
+            except WebhookError as exc:
+                log.error("stream %s: restart refused: %s", entry.stream_id, exc)
 
     def _spawn(self, entry: StreamEntry, what: str, func: Callable[..., Any], *args: Any) -> None:
         """Run a session action (sync or async) without letting its failure leave the stream."""

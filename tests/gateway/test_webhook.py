@@ -231,3 +231,30 @@ async def test_metrics_parse_as_prometheus_text_and_hold_no_secrets(gw: Gateway)
     assert WEBHOOK_SECRET not in text and CLIENT_SECRET not in text
     assert streams["active"] == 1 and streams["streams"][0]["stream_id"] == "s1"
     assert WEBHOOK_SECRET not in orjson.dumps(streams).decode()
+
+
+async def test_started_while_the_stream_is_ending_restarts_it_after_the_close(gw: Gateway) -> None:
+    class SlowStop(FakeSession):
+        def stopped(self, reason: int | None) -> None:
+            self.calls.append(("stopped", reason))  # closes only when told below
+
+    made: list[FakeSession] = []
+
+    def make(event, sink, on_event):
+        session = SlowStop(event, sink, on_event) if not made else FakeSession(event, sink, on_event)
+        made.append(session)
+        return session
+
+    gw._session_factory = make
+    first = started(event_ts=1000, urls="wss://a:443/x")
+    await post(gw, first, sign(first, request_id="1"))
+    await post(gw, stopped(event_ts=2000), sign(stopped(event_ts=2000), request_id="2"))
+    again = started(event_ts=3000, urls="wss://b:443/x")
+    code, answer = await post(gw, again, sign(again, request_id="3"))
+    assert (code, answer["action"]) == (200, "restart_queued")
+    stale = started(event_ts=500, urls="wss://c:443/x")
+    assert (await post(gw, stale, sign(stale, request_id="4")))[1]["action"] == "duplicate"
+    made[0]._closed.set()  # the old session finishes closing
+    assert await settle(lambda: len(made) == 2 and made[1].calls == ["start"])
+    assert gw.streams["s1"].session is made[1]
+    assert gw.streams["s1"].server_urls == "wss://b:443/x"
