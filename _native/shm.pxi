@@ -1009,3 +1009,22 @@ def _test_write(ShmWriter sink, int kind, uint32_t user_id, int64_t timestamp, b
         memcpy(dst, <const char*>data, n)
     sink.commit(kind, user_id, timestamp, n, user_name, len(user_name))
     return True
+
+
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+
+
+def _bench_write(ShmWriter sink, int kind, uint32_t user_id, int64_t ts0, int64_t step_ms, bytes payload, Py_ssize_t count):
+    """Benchmark hook: ``count`` messages through reserve/memcpy/commit; returns elapsed ns."""
+    cdef timespec a, b
+    cdef Py_ssize_t i, n = len(payload)
+    cdef const char* src = payload
+    cdef uint8_t* dst
+    clock_gettime(CLOCK_MONOTONIC, &a)
+    for i in range(count):
+        dst = sink.reserve(kind, user_id, ts0 + i * step_ms, n)
+        if dst != NULL:
+            memcpy(dst, src, n)
+            sink.commit(kind, user_id, ts0 + i * step_ms, n, NULL, 0)
+    clock_gettime(CLOCK_MONOTONIC, &b)
+    return (b.tv_sec - a.tv_sec) * 1000000000 + (b.tv_nsec - a.tv_nsec)

@@ -142,25 +142,29 @@ def _futex_available() -> bool:
     return _libc is not None and _SYS_FUTEX is not None
 
 
-def _futex_add(addr: int, delta: int) -> bool:
-    """Atomic ``*addr += delta`` on a shared u32, done by the kernel (FUTEX_WAKE_OP, waking nobody).
+def _futex_add_args(addr: int, delta: int) -> tuple[Any, ...]:
+    """Arguments for an atomic ``*addr += delta`` on a shared u32, done by the kernel.
 
-    The syscall is also a full barrier, which the wake-up protocol needs between announcing that
-    we sleep and re-reading the index. Pure stdlib: no compiled helper needed.
+    FUTEX_WAKE_OP adds atomically and wakes nobody here (both counts 0, and nobody waits on the
+    ``waiters`` word itself). The syscall is also a full barrier, which the wake-up protocol
+    needs between announcing that we sleep and re-reading the index. Pure stdlib: no compiled
+    helper. Prepared once per word: building ctypes arguments costs more than the call.
     """
     op = (_FUTEX_OP_ADD << 28) | ((delta & 0xFFF) << 12)
-    r = _syscall(ctypes.c_long(_SYS_FUTEX), ctypes.c_void_p(addr), ctypes.c_int(_FUTEX_WAKE_OP), ctypes.c_int(0),
-                 ctypes.c_void_p(0), ctypes.c_void_p(addr), ctypes.c_uint(op))
-    return r >= 0
+    return (ctypes.c_long(_SYS_FUTEX or 0), ctypes.c_void_p(addr), ctypes.c_int(_FUTEX_WAKE_OP), ctypes.c_int(0),
+            ctypes.c_void_p(0), ctypes.c_void_p(addr), ctypes.c_uint(op))
 
 
-def _futex_wait(addr: int, expected: int, timeout: float | None) -> None:
-    ts = None
+_NULL = ctypes.c_void_p(0)
+_ZERO = ctypes.c_uint(0)
+
+
+def _futex_wait(addr: ctypes.c_void_p, expected: int, timeout: float | None) -> None:
+    ts: Any = _NULL
     if timeout is not None:
         timeout = max(0.0, timeout)
-        ts = _Timespec(int(timeout), int((timeout % 1.0) * 1e9))
-    _syscall(ctypes.c_long(_SYS_FUTEX), ctypes.c_void_p(addr), ctypes.c_int(_FUTEX_WAIT), ctypes.c_uint(expected),
-             ctypes.byref(ts) if ts is not None else ctypes.c_void_p(0), ctypes.c_void_p(0), ctypes.c_uint(0))
+        ts = ctypes.byref(_Timespec(int(timeout), int((timeout % 1.0) * 1e9)))
+    _syscall(ctypes.c_long(_SYS_FUTEX or 0), addr, ctypes.c_int(_FUTEX_WAIT), ctypes.c_uint(expected), ts, _NULL, _ZERO)
 
 
 # --------------------------------------------------------------------------- mapped segment
@@ -194,6 +198,7 @@ class _Mapped:
             self.base = ctypes.addressof(anchor)
             del anchor
         self.can_block = writable and _futex_available()
+        self._futex_args: dict[int, tuple[Any, ...]] = {}
 
     def u32_at(self, off: int) -> int:
         return self.u32[off >> 2]
@@ -219,10 +224,16 @@ class _Mapped:
                     return False
                 time.sleep(0.0005)
             return True
-        futex_addr, waiters_addr = self.base + futex_off, self.base + waiters_off
+        args = self._futex_args.get(futex_off)
+        if args is None:
+            args = self._futex_args[futex_off] = (ctypes.c_void_p(self.base + futex_off),
+                                                  _futex_add_args(self.base + waiters_off, 1),
+                                                  _futex_add_args(self.base + waiters_off, -1))
+        futex_addr, inc, dec = args
+        u32, idx = self.u32, futex_off >> 2
         while True:
-            word = self.u32[futex_off >> 2]
-            _futex_add(waiters_addr, 1)
+            word = u32[idx]
+            _syscall(*inc)
             try:
                 if ready():
                     return True
@@ -231,7 +242,7 @@ class _Mapped:
                     return False
                 _futex_wait(futex_addr, word, remaining)
             finally:
-                _futex_add(waiters_addr, -1)
+                _syscall(*dec)
             if ready():
                 return True
             if deadline is not None and time.monotonic() >= deadline:

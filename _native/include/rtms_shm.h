@@ -21,6 +21,13 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+#if !defined(__cplusplus) && !defined(_DEFAULT_SOURCE) && !defined(_GNU_SOURCE)
+long syscall(long number, ...); /* hidden by unistd.h under strict -std=c11 */
+#endif
+#endif
+
+#ifdef __cplusplus
+extern "C" {
 #endif
 
 #define RTMS_SHM_VERSION_MAJOR 1u /* incompatible layout change: readers must refuse other majors */
@@ -308,6 +315,10 @@ static inline int rtms_wait_u64(volatile uint32_t *futex, volatile uint32_t *wai
     if (!ready) rtms_futex_wait(futex, word, timeout_ns);
     __atomic_fetch_sub(waiters, 1u, __ATOMIC_SEQ_CST);
     return __atomic_load_n(index, __ATOMIC_ACQUIRE) != seen;
+}
+#endif
+
+#ifdef __cplusplus
 }
 #endif
 

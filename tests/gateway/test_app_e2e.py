@@ -30,7 +30,7 @@ def listener_available(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(gateway.listener, "IMPLEMENTATION", "pure")
 
 
-async def _gateway_and_sim(sim_factory: Any, **sessions: Any) -> tuple[Gateway, Simulator, dict[str, StatsSink]]:
+async def _gateway_and_sim(sim_factory: Any, sim_overrides: dict[str, Any] | None = None, **sessions: Any) -> tuple[Gateway, Simulator, dict[str, StatsSink]]:
     sinks: dict[str, StatsSink] = {}
 
     def sink_for(event: Any) -> StatsSink:
@@ -39,7 +39,7 @@ async def _gateway_and_sim(sim_factory: Any, **sessions: Any) -> tuple[Gateway, 
     config = make_config(sessions=SessionsConfig(media_kinds=KINDS, media_params={"audio": {"data_opt": 2}}, **sessions))
     gw = Gateway(config, sink_factory=sink_for)
     await gw.start()
-    sim = await sim_factory(client_id="client-id-1", client_secret=CLIENT_SECRET, webhook_secret=WEBHOOK_SECRET, webhook_url=gw.webhook_url)
+    sim = await sim_factory(client_id="client-id-1", client_secret=CLIENT_SECRET, webhook_secret=WEBHOOK_SECRET, webhook_url=gw.webhook_url, **(sim_overrides or {}))
     return gw, sim, sinks
 
 
@@ -221,3 +221,22 @@ async def test_shared_memory_publishing_reaches_a_consumer_and_leaves_nothing_be
     finally:
         await gw.close()
     assert [p.name for p in tmp_path.iterdir()] == []  # segments and directory removed
+
+
+async def test_interrupted_webhook_reconnects_the_stream(sim_factory: Any, listener_available: None) -> None:
+    # Zoom's real 60 s reconnection window: the session's first retry follows Zoom's 3 s backoff
+    gw, sim, sinks = await _gateway_and_sim(sim_factory, {"time_scale": 1.0})
+    try:
+        stream = sim.create_stream()
+        await wait_for(lambda: sinks and next(iter(sinks.values())).frames["audio"] > 10, timeout_s=20)
+        stream.drop_signaling()  # signaling lost: the simulator posts *.rtms_interrupted
+        await wait_for(lambda: gw.streams[stream.stream_id].interruptions == 1, timeout_s=10)
+        await wait_for(lambda: stream.client.signaling_handshakes == 2, timeout_s=30)
+        sink = sinks[stream.stream_id]
+        before = sink.frames["audio"]
+        await wait_for(lambda: sink.frames["audio"] > before + 20, timeout_s=20)
+        assert gw.metrics.registry.get_sample_value("rtms_webhook_events_total", {"kind": "interrupted", "action": "interrupted"}) == 1
+        stream.terminate()
+        await wait_for(lambda: not gw.streams, timeout_s=15)
+    finally:
+        await gw.close()
