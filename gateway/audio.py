@@ -207,8 +207,8 @@ class _Track:
     user_name: str | None
     slot: int
     decoder: Decoder | None
-    high_end: int = -1  # end index of this participant's newest packet
     view: Any = None  # staging row as (cap,) or (cap, channels)
+    views: dict[tuple[int, int], Any] = field(default_factory=dict)  # cached slices of ``view``
     gap_frames: int = 0
     frames: int = 0
     converters: list[FormatConverter] = field(default_factory=list)
@@ -220,7 +220,8 @@ class AudioEngine:
     def __init__(self, output: AudioOutput | None = None, params: AudioParams | None = None, config: AudioConfig | None = None) -> None:
         self.output: AudioOutput = output if output is not None else NullOutput()
         self.config = config if config is not None else AudioConfig()
-        self.stats = AudioStats()
+        self._py_stats = AudioStats()  # counted in Python (decode path, gaps, mode mismatches)
+        self._retired = AudioStats()  # totals of earlier media clock epochs (reconfigurations)
         self.clock: MediaClock | None = None
         self._muted: set[int] = set(self.config.mix_exclude)
         self._tracks: dict[int, _Track] = {}
@@ -242,17 +243,14 @@ class AudioEngine:
         packet = max(params.samples_per_packet, rate // 50)
         need = self._window + 2 * packet + self._quantum + rate // 10
         self._cap = 1 << max(10, (need - 1).bit_length())
-        self._closed = 0
-        self._max_start = -1
         # mode: computed mix (multi-stream) or pass-through of user 0; known from params or the first packet
         self._multi: bool | None = (params.data_opt == DataOption.AUDIO_MULTI_STREAMS) if explicit else None
         self._slots = 0
-        self._buf = np.zeros((0, self._cap * self.channels), dtype=np.int16)
-        self._have = np.zeros((0, self._cap), dtype=np.uint8)
-        self._mix_out = np.zeros(self._cap * self.channels, dtype=np.int16)
-        self._mix_have = np.zeros((1, self._cap), dtype=np.uint8)
-        self._mix_view = self._mix_out if self.channels == 1 else self._mix_out.reshape(-1, self.channels)
-        self._mix_slots = np.zeros(0, dtype=np.int32)
+        self._stage = _native.AudioStage(4, self._cap, self.channels)
+        mix_out = self._stage.mix_out
+        self._mix_view = mix_out if self.channels == 1 else mix_out.reshape(-1, self.channels)
+        self._mix_views: dict[int, np.ndarray] = {}
+        self._gap_views: dict[int, np.ndarray] = {}
         self._zeros = _zeros(np.int16, self.channels, self._cap)
         self._mixed_converters: list[FormatConverter] = []
         self._mixed_next = 0
@@ -267,7 +265,9 @@ class AudioEngine:
         if self.clock is not None:  # a new negotiation mid-meeting: publish what we have, start a new clock epoch
             log.warning("audio params changed mid-stream (%s -> %s): new media clock", self.params, params)
             self.flush()
-            self.stats.reconfigures += 1
+            self._retired = self.stats
+            self._py_stats = AudioStats(reconfigures=self._retired.reconfigures + 1)
+            self._retired.reconfigures = 0
             self.clock = None
             self._tracks.clear()
         self._configure(params, explicit=True)
@@ -293,15 +293,11 @@ class AudioEngine:
         if self._multi is None:
             self._multi = user_id != MIXED
         slot = self._slots
-        if slot == len(self._buf):
-            grow = max(4, 2 * slot)
-            buf = np.zeros((grow, self._cap * self.channels), dtype=np.int16)
-            have = np.zeros((grow, self._cap), dtype=np.uint8)
-            buf[:slot] = self._buf
-            have[:slot] = self._have
-            self._buf, self._have = buf, have
+        if slot == self._stage.slots:
+            self._stage.grow(2 * slot)
             for t in self._tracks.values():
                 t.view = self._row_view(t.slot)
+                t.views.clear()
         self._slots += 1
         decoder = make_decoder(self.params, ulaw=self.config.g711_ulaw)
         tr = _Track(user_id, user_name, slot, decoder)
@@ -312,86 +308,82 @@ class AudioEngine:
         return tr
 
     def _row_view(self, slot: int) -> np.ndarray:
-        row = self._buf[slot]
+        row = self._stage.buf[slot]
         return row if self.channels == 1 else row.reshape(self._cap, self.channels)
 
     def _update_mix_slots(self) -> None:
-        slots = [t.slot for uid, t in self._tracks.items() if uid != MIXED and uid not in self._muted]
-        self._mix_slots = np.array(slots, dtype=np.int32)
+        self._stage.set_mix_slots([t.slot for uid, t in self._tracks.items() if uid != MIXED and uid not in self._muted])
 
     # ------------------------------------------------------------------ packets
 
     def on_audio(self, user_id: int, user_name: str | None, timestamp: int, data: memoryview) -> None:
         """One audio packet; ``data`` is borrowed (copied into staging before returning)."""
-        st = self.stats
-        st.packets += 1
         tr = self._tracks.get(user_id)
         if tr is None:
             if self._multi is not None and (user_id == MIXED) == self._multi:
-                st.ignored += 1  # a mixed packet in multi-stream mode (or the reverse): not this stream's mode
+                self._py_stats.ignored += 1  # a mixed packet in multi-stream mode (or the reverse)
                 return
+            if self.clock is None:
+                self._start_clock(timestamp)
             tr = self._add_track(user_id, user_name)
-        clock = self.clock
-        if clock is None:
-            origin = self.config.origin_ms
-            clock = self.clock = MediaClock(timestamp - self.config.reorder_ms if origin is None else origin, self.rate_hz)
-        idx = (timestamp - clock.origin_ms) * self.rate_hz // 1000
-        high = tr.high_end
-        if idx != high and high >= 0 and -self._snap <= idx - high <= self._snap:
-            idx = high
-            st.snapped += 1
         if tr.decoder is not None:
-            if self._dup_check and idx >= self._closed:
-                n_expect = self.params.samples_per_packet
-                if _native.audio_count(self._have, tr.slot, idx, idx + n_expect) == n_expect:
-                    st.duplicates += 1
-                    return
-            pcm = tr.decoder.decode(data)
-            if pcm is None:
-                st.decode_errors += 1
+            data = self._decode(tr, timestamp, data)
+            if data is None:
                 return
-            payload: Any = pcm.view(np.uint8)
-        else:
-            payload = data
-        n = len(payload) // self._frame_bytes
-        if n == 0:
-            st.ignored += 1
-            return
-        closed = self._closed
-        if idx < closed:
-            late = min(n, closed - idx)
-            st.late_frames += late
-            if late == n:
-                st.late_packets += 1
-                return
-            payload = payload[late * self._frame_bytes :]
-            idx = closed
-            n -= late
-        if idx > self._max_start:
-            self._max_start = idx
-            target = idx - self._window
-            if target - closed >= self._quantum:
+        stage = self._stage
+        target = stage.ingest(tr.slot, timestamp, data)
+        if target >= 0:
+            self._emit(target)
+        elif target == -2:  # far ahead of the window (pause/resume): publish the hole first
+            self._emit(stage.need)
+            target = stage.ingest(tr.slot, timestamp, data)
+            if target >= 0:
                 self._emit(target)
-        end = idx + n
-        if end - self._closed > self._cap:  # a packet far ahead of a stalled window: make room (emits gaps)
-            self._emit(end - self._cap)
-        present = _native.audio_stage_write(self._buf, self._have, tr.slot, idx, payload, self.channels)
-        if present:
-            if present == n:
-                st.duplicates += 1
-                return
-            st.overlap_frames += present
-        if idx < high:  # older than this participant's newest packet, and not a duplicate
-            st.reorders += 1
-        st.frames += n - present
-        tr.frames += n - present
-        if end > high:
-            tr.high_end = end
+
+    def _start_clock(self, timestamp: int) -> None:
+        origin = self.config.origin_ms
+        self.clock = MediaClock(timestamp - self.config.reorder_ms if origin is None else origin, self.rate_hz)
+        self._stage.configure(self.clock.origin_ms, self.rate_hz, self._window, self._quantum, self._snap)
+
+    def _decode(self, tr: _Track, timestamp: int, data: Any) -> Any:
+        """Decoded payload as int16 bytes, or None (duplicate caught before decoding, or undecodable)."""
+        st = self._py_stats
+        stage = self._stage
+        idx = stage.index_of(tr.slot, timestamp)
+        if idx >= stage.closed:
+            n_expect = self.params.samples_per_packet
+            if stage.count(tr.slot, idx, idx + n_expect) == n_expect:
+                st.duplicates += 1  # never feed a stateful decoder the same packet twice
+                return None
+        pcm = tr.decoder.decode(data)  # type: ignore[union-attr]
+        if pcm is None:
+            st.decode_errors += 1
+            return None
+        return pcm.view(np.uint8)
+
+    @property
+    def stats(self) -> AudioStats:
+        """Counters so far (a fresh snapshot on each access)."""
+        stage, py, old = self._stage, self._py_stats, self._retired
+        return AudioStats(
+            packets=old.packets + stage.packets + stage.empty + py.ignored + py.decode_errors + py.duplicates,
+            frames=old.frames + stage.frames,
+            duplicates=old.duplicates + stage.duplicates + py.duplicates,
+            overlap_frames=old.overlap_frames + stage.overlap_frames,
+            reorders=old.reorders + stage.reorders,
+            late_packets=old.late_packets + stage.late_packets,
+            late_frames=old.late_frames + stage.late_frames,
+            gap_frames=old.gap_frames + py.gap_frames,
+            decode_errors=old.decode_errors + py.decode_errors,
+            snapped=old.snapped + stage.snapped,
+            ignored=old.ignored + py.ignored + stage.empty,
+            reconfigures=py.reconfigures,
+        )
 
     def flush(self, final: bool = False) -> None:
         """Publish everything staged (pause, reconfiguration); ``final`` also drains the resamplers."""
-        end = max((t.high_end for t in self._tracks.values()), default=-1)
-        if end > self._closed:
+        end = max((self._stage.high_end(t.slot) for t in self._tracks.values()), default=-1)
+        if end > self._stage.closed:
             self._emit(end)
         if final:
             for conv in self._converters.values():
@@ -402,7 +394,7 @@ class AudioEngine:
         if self.clock is None:
             return
         target = self.clock.index_of(timestamp) - self._window
-        if target - self._closed >= self._quantum:
+        if target - self._stage.closed >= self._quantum:
             self._emit(target)
 
     # ------------------------------------------------------------------ emission
@@ -410,56 +402,100 @@ class AudioEngine:
     def _emit(self, target: int) -> None:
         """Publish ``[closed, target)`` for every stream, in pieces of at most one staging ring."""
         cap = self._cap
-        while self._closed < target:
-            a = self._closed
+        stage = self._stage
+        while stage.closed < target:
+            a = stage.closed
             b = min(target, a + cap)
             # never cross the ring end inside one piece: views stay contiguous
             b = min(b, a - (a & (cap - 1)) + cap)
             self._emit_piece(a, b)
-            self._closed = b
+            stage.closed = b
 
     def _emit_piece(self, a: int, b: int) -> None:
-        have, buf = self._have, self._buf
-        mask = self._cap - 1
-        base = a - (a & mask)
+        """Publish ``[a, b)`` (inside one turn of the staging ring): per stream, one write per run.
+
+        Slices of the staging rows are cached by (offset, length): emission windows repeat at the
+        same ring offsets, and a cached view costs a dict look-up instead of a numpy slice.
+        """
+        stage = self._stage
+        base = a - (a & (self._cap - 1))
         out = self.output
-        multi = self._multi
-        st = self.stats
+        st = self._py_stats
         for tr in self._tracks.values():
             slot = tr.slot
             uid = tr.user_id
-            p = a
-            while p < b:
-                q = _native.audio_run_end(have, slot, p, b)
-                gap = not have[slot, p & mask]
-                pcm = self._zeros[: q - p] if gap else tr.view[p - base : q - base]
-                if gap:
-                    tr.gap_frames += q - p
-                    st.gap_frames += q - p
-                if uid == MIXED:
+            state = stage.state(slot, a, b)
+            if state == 1:
+                key = (a - base, b - base)
+                pcm = tr.views.get(key)
+                if pcm is None:
+                    if len(tr.views) > 512:  # bounded: offsets repeat in steady state
+                        tr.views.clear()
+                    pcm = tr.views[key] = tr.view[key[0] : key[1]]
+                runs: Any = ((a, pcm, False),)
+            elif state == 0:
+                runs = ((a, self._gap(b - a), True),)
+                tr.gap_frames += b - a
+                st.gap_frames += b - a
+            else:
+                runs = []
+                for p, q, gap in self._runs(stage.run_end, slot, a, b, not stage.is_data(slot, a)):
+                    if gap:
+                        tr.gap_frames += q - p
+                        st.gap_frames += q - p
+                    runs.append((p, self._gap(q - p) if gap else tr.view[p - base : q - base], gap))
+            if uid == MIXED:
+                for p, pcm, gap in runs:
                     out.write_mixed(p, pcm, gap)
                     for conv in self._mixed_converters:
                         conv.push(p, pcm, gap)
-                else:
+            else:
+                for p, pcm, gap in runs:
                     out.write_participant(uid, p, pcm, gap)
                     for conv in tr.converters:
                         conv.push(p, pcm, gap)
-                p = q
-        if multi:
+        if self._multi:
             n = b - a
-            _native.audio_mix(buf, have, self._mix_slots, a, n, self._mix_out, self._mix_have[0])
-            mh = self._mix_have
-            p = 0
-            while p < n:
-                q = _native.audio_run_end(mh, 0, p, n)
-                gap = not mh[0, p]
-                pcm = self._zeros[: q - p] if gap else self._mix_view[p:q]
-                out.write_mixed(a + p, pcm, gap)
+            state = stage.mix(a, n)
+            if state == 1:
+                pcm = self._mix_views.get(n)
+                if pcm is None:
+                    pcm = self._mix_views[n] = self._mix_view[:n]
+                runs = ((a, pcm, False),)
+            elif state == 0:
+                runs = ((a, self._gap(n), True),)
+            else:
+                mix_view = self._mix_view
+                runs = [
+                    (a + p, self._gap(q - p) if gap else mix_view[p:q], gap)
+                    for p, q, gap in self._runs(lambda _slot, p, q: stage.mix_run_end(p, q), 0, 0, n, not stage.mix_have[0])
+                ]
+            for p, pcm, gap in runs:
+                out.write_mixed(p, pcm, gap)
                 for conv in self._mixed_converters:
-                    conv.push(a + p, pcm, gap)
-                p = q
-        for tr in self._tracks.values():
-            _native.audio_stage_clear(buf, have, tr.slot, a, b - a)
+                    conv.push(p, pcm, gap)
+        stage.clear(a, b - a)
+
+    def _gap(self, n: int) -> np.ndarray:
+        """``n`` zero frames as a zero-stride view (cached by length)."""
+        z = self._gap_views.get(n)
+        if z is None:
+            if len(self._gap_views) > 512:
+                self._gap_views.clear()
+            z = self._gap_views[n] = self._zeros[:n]
+        return z
+
+    @staticmethod
+    def _runs(run_end: Any, slot: int, a: int, b: int, gap: bool) -> list[tuple[int, int, bool]]:
+        """Split ``[a, b)`` into alternating data/gap runs, starting with ``gap``."""
+        runs = []
+        p = a
+        while p < b:
+            q = run_end(slot, p, b)
+            runs.append((p, q, gap))
+            gap = not gap
+            p = q
+        return runs
 
     # ------------------------------------------------------------------ formats
 
@@ -509,7 +545,7 @@ class AudioEngine:
     @property
     def closed_index(self) -> int:
         """Everything before this sample index has been published."""
-        return self._closed
+        return self._stage.closed
 
     @property
     def participants(self) -> list[int]:
@@ -519,7 +555,7 @@ class AudioEngine:
         """Counters for metrics/logs, plus decode errors per decoder."""
         d: dict[str, Any] = self.stats.as_dict()
         d["gap_frames_by_user"] = {uid: t.gap_frames for uid, t in self._tracks.items()}
-        d["closed_index"] = self._closed
+        d["closed_index"] = self._stage.closed
         return d
 
 
@@ -546,40 +582,44 @@ class FormatConverter:
         fmt = self.fmt
         self.in_rate = in_rate
         self.in_channels = in_channels
-        self._same_rate = in_rate == fmt.rate_hz
-        self._resampler = None if self._same_rate else soxr.ResampleStream(in_rate, fmt.rate_hz, fmt.channels, fmt.sample_format, self.quality)
-        self._scratch = np.zeros(0, dtype=fmt.dtype)
+        self._resampler = None if in_rate == fmt.rate_hz else soxr.ResampleStream(in_rate, fmt.rate_hz, fmt.channels, fmt.sample_format, self.quality)
+        # how int16 input frames become the output's channels and sample format (None: as they are)
+        if in_channels == fmt.channels:
+            self._mode: int | None = None if fmt.sample_format == "int16" else 0
+        elif in_channels == 2:
+            self._mode = 1 if fmt.sample_format == "int16" else 2
+        else:
+            self._mode = 3 if fmt.sample_format == "int16" else 4
+        self._scratch = np.zeros(4096 * fmt.channels, dtype=fmt.dtype)
+        self._scratch_views: dict[int, np.ndarray] = {}
         self._active = False  # inside a data run (resampler holds history)
         self._out_pos: int | None = None
         self._trim = 0
         self._zeros = _zeros(fmt.dtype, fmt.channels, 1 << 22)
+        self._empty = np.zeros((0, fmt.channels) if fmt.channels == 2 else 0, dtype=fmt.dtype)
 
     def _prepare(self, pcm: np.ndarray) -> np.ndarray:
         """int16 native frames -> the output's channels and sample format (contiguous, scratch-backed)."""
-        fmt = self.fmt
-        n = len(pcm)
-        flat = pcm.reshape(-1)
-        if self.in_channels == fmt.channels and fmt.sample_format == "int16":
+        mode = self._mode
+        if mode is None:
             return pcm if pcm.flags.c_contiguous else np.ascontiguousarray(pcm)
-        need = n * fmt.channels
-        if len(self._scratch) < need:
-            self._scratch = np.zeros(max(need, 4096), dtype=fmt.dtype)
-        out = self._scratch[:need]
-        if self.in_channels == 2 and fmt.channels == 1:
-            if fmt.sample_format == "float32":
-                _native.audio_downmix_i16_to_f32(flat, out)
-            else:
-                _native.audio_downmix_i16(flat, out)
-        elif self.in_channels == 1 and fmt.channels == 2:
-            if fmt.sample_format == "int16":
-                _native.audio_upmix_i16(flat, out)
-            else:
-                tmp = np.empty(need, dtype=np.int16)
-                _native.audio_upmix_i16(flat, tmp)
-                _native.audio_i16_to_f32(tmp, out)
-        else:
-            _native.audio_i16_to_f32(flat, out)
-        return out if fmt.channels == 1 else out.reshape(n, 2)
+        n = len(pcm)
+        out = self._scratch_views.get(n)
+        if out is None:
+            need = n * self.fmt.channels
+            if len(self._scratch) < need:
+                self._scratch = np.zeros(need, dtype=self.fmt.dtype)
+                self._scratch_views.clear()
+            elif len(self._scratch_views) > 256:
+                self._scratch_views.clear()
+            out = self._scratch[:need]
+            if self.fmt.channels == 2:
+                out = out.reshape(n, 2)
+            self._scratch_views[n] = out
+        if not pcm.flags.c_contiguous:
+            pcm = np.ascontiguousarray(pcm)
+        _native.audio_convert(pcm, out, mode)
+        return out
 
     def _out(self, pcm: np.ndarray, gap: bool) -> None:
         n = len(pcm)
@@ -600,8 +640,7 @@ class FormatConverter:
 
     def _finish_run(self) -> None:
         if self._active and self._resampler is not None:
-            empty = np.zeros((0, self.fmt.channels) if self.fmt.channels == 2 else 0, dtype=self.fmt.dtype)
-            self._emit_data(self._resampler.resample_chunk(empty, last=True))
+            self._emit_data(self._resampler.resample_chunk(self._empty, last=True))
             self._resampler.clear()
         self._active = False
 
@@ -614,24 +653,38 @@ class FormatConverter:
 
     def push(self, index: int, pcm: np.ndarray, gap: bool) -> None:
         """Frames ``[index, index + len(pcm))`` at the input rate (contiguous with the last push)."""
+        if gap or not self._active or self._out_pos is None:
+            if self._start_run(index, len(pcm), gap):
+                return
+        x = self._prepare(pcm)
+        rs = self._resampler
+        y = x if rs is None else rs.resample_chunk(x)
+        if self._trim:
+            self._emit_data(y)
+            return
+        n = len(y)
+        if n:
+            pos = self._out_pos
+            for sink in self.sinks:
+                sink.write(pos, y, False)
+            self._out_pos = pos + n  # type: ignore[operator]
+
+    def _start_run(self, index: int, n: int, gap: bool) -> bool:
+        """Handle a gap (returns True: nothing more to do) or the first data chunk of a run."""
         out_rate, in_rate = self.fmt.rate_hz, self.in_rate
         if self._out_pos is None:
             self._out_pos = index * out_rate // in_rate
         if gap:
             self._finish_run()
-            self._gap_to((index + len(pcm)) * out_rate // in_rate)
-            return
+            self._gap_to((index + n) * out_rate // in_rate)
+            return True
         if not self._active:
             start = index * out_rate // in_rate
             if start > self._out_pos:
                 self._gap_to(start)
             self._trim = self._out_pos - start
             self._active = True
-        x = self._prepare(pcm)
-        if self._resampler is None:
-            self._emit_data(x)
-        else:
-            self._emit_data(self._resampler.resample_chunk(x))
+        return False
 
     def flush(self) -> None:
         """End of the stream: emit the resampler's tail."""
