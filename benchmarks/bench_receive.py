@@ -1,0 +1,261 @@
+"""Receive path over loopback: a bare picows listener vs the native MediaListener into a sink.
+
+A picows server in a child process (the other core) pushes pre-built audio frames (msg 14, 640 B
+L16, realistic JSON, raw WebSocket frames written in 4 MiB chunks, with the transport's flow control) as fast as the
+socket takes them, then one STREAM_STATE_UPDATE as an end marker. The client side, in this
+process on uvloop, runs one variant per connection, interleaved over ``--rounds``:
+
+- ``bare``: a C-level picows listener (``_native._BenchBareListener``) that only counts frames:
+  the ceiling, picows's own receive loop;
+- ``bare_py``: a Python ``WSListener`` subclass that only counts frames (what a pure-Python
+  gateway starts from);
+- ``native``: ``gateway._native.MediaListener`` into ``_BenchSink`` (a NativeSink byte ring):
+  scan, decode into ring memory, commit -- the gateway's receive path;
+- ``native_pysink``: the native listener into a Python MediaSink whose methods do nothing;
+- ``pure``: the pure-Python twin into the same do-nothing MediaSink (fewer messages).
+
+Reports messages/s (connection up to end marker, median) and ratios to ``bare`` (DESIGN.md
+section 5 goal: native >= 0.6 of bare).
+
+    python benchmarks/bench_receive.py --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy (imported by bench_parser) must not spin
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import uvloop  # noqa: E402
+from picows import WSFrame, WSListener, WSTransport, ws_connect, ws_create_server  # noqa: E402
+
+from benchmarks.bench_parser import audio_message  # noqa: E402
+from gateway import _native, _native_py, protocol  # noqa: E402
+
+CHUNK_BYTES = 4 << 20
+
+
+def ws_frame(payload: bytes, opcode: int = 0x1) -> bytes:
+    """One unmasked server-to-client WebSocket frame (FIN set)."""
+    size = len(payload)
+    if size < 126:
+        header = bytes([0x80 | opcode, size])
+    elif size < 65536:
+        header = bytes([0x80 | opcode, 126]) + size.to_bytes(2, "big")
+    else:
+        header = bytes([0x80 | opcode, 127]) + size.to_bytes(8, "big")
+    return header + payload
+
+
+# ---------------------------------------------------------------------- server (child process)
+
+
+class _Pusher(WSListener):  # type: ignore[misc]
+    """On connect: reads how many frames the client wants from its path, pushes them, then the marker."""
+
+    def __init__(self, path: str, frame: bytes, marker: bytes) -> None:
+        super().__init__()
+        self.count = int(path.rsplit("/", 1)[-1] or "0")
+        self.frame = frame
+        self.marker = marker
+        self.writable = asyncio.Event()
+        self.writable.set()
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        asyncio.get_running_loop().create_task(self._push(transport))
+
+    async def _push(self, transport: WSTransport) -> None:
+        raw = transport.underlying_transport
+        per_chunk = max(1, CHUNK_BYTES // len(self.frame))
+        chunk = self.frame * per_chunk
+        left = self.count
+        while left > 0:
+            if left >= per_chunk:
+                raw.write(chunk)
+                left -= per_chunk
+            else:
+                raw.write(self.frame * left)
+                left = 0
+            await self.writable.wait()  # picows relays the transport's flow control
+        raw.write(self.marker)
+
+
+async def _serve(size: int) -> None:
+    logging.getLogger("picows").setLevel(logging.ERROR)  # flow-control chatter on stderr
+    frame = ws_frame(audio_message(size))
+    marker = ws_frame(protocol.encode(protocol.build_stream_state_update(2, 0, 1)))
+    server = await ws_create_server(lambda request: _Pusher(request.path.decode() if isinstance(request.path, bytes)
+                                                            else str(request.path), frame, marker),
+                                    "127.0.0.1", 0, max_frame_size=1 << 20)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent closes stdin
+    server.close()
+
+
+# ---------------------------------------------------------------------- clients
+
+
+class _Bare(WSListener):  # type: ignore[misc]
+    """Counts frames and nothing else; resolves ``done`` on the last one."""
+
+    def __init__(self, total: int, done: asyncio.Future[int]) -> None:
+        super().__init__()
+        self.total = total
+        self.seen = 0
+        self.done = done
+        self.started = 0
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.started = time.perf_counter_ns()
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        self.seen += 1
+        if self.seen == self.total:
+            self.done.set_result(time.perf_counter_ns())
+
+
+class _Control:
+    def __init__(self, done: asyncio.Future[int]) -> None:
+        self.done = done
+        self.started = 0
+
+    def on_connected(self, transport: Any) -> None:
+        self.started = time.perf_counter_ns()
+
+    def on_control(self, doc: dict[str, Any]) -> None:
+        if doc.get("msg_type") == 8 and not self.done.done():
+            self.done.set_result(time.perf_counter_ns())
+
+    def on_disconnected(self) -> None: ...
+
+
+class _NullSink:
+    def on_audio(self, user_id: int, user_name: str | None, timestamp: int, data: memoryview) -> None: ...
+    on_video = on_share = on_audio
+    def on_transcript(self, msg: Any) -> None: ...
+    def on_chat(self, msg: Any) -> None: ...
+    def on_drop(self, kind: str, reason: str) -> None:
+        raise AssertionError(f"benchmark frame dropped: {kind} {reason}")
+
+
+async def run_once(port: int, variant: str, messages: int) -> float:
+    """Messages per second for one connection of one variant."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[int] = loop.create_future()
+    holder: dict[str, Any] = {}
+
+    def factory() -> WSListener:
+        if variant == "bare":
+            listener = _native._BenchBareListener(messages + 1, done)
+            holder["clock"] = listener
+            return listener
+        if variant == "bare_py":
+            listener = _Bare(messages + 1, done)
+            holder["clock"] = listener
+            return listener
+        control = _Control(done)
+        holder["clock"] = control
+        if variant == "native":
+            sink: Any = _native._BenchSink(1 << 20)
+            holder["sink"] = sink
+            listener = _native.MediaListener(sink, control)
+        elif variant == "native_pysink":
+            listener = _native.MediaListener(_NullSink(), control)
+        else:
+            listener = _native_py.MediaListener(_NullSink(), control)
+        holder["listener"] = listener
+        return listener
+
+    transport, _ = await ws_connect(factory, f"ws://127.0.0.1:{port}/{messages}", max_frame_size=1 << 20)
+    end = await asyncio.wait_for(done, 120)
+    transport.disconnect()
+    await transport.wait_disconnected()
+    if not variant.startswith("bare"):
+        stats = holder["listener"].stats()
+        assert stats["media_frames"] == messages, stats
+        if variant == "native":
+            assert holder["sink"].commits == messages and stats["slow_path"] == 1  # the marker only
+    return messages / ((end - holder["clock"].started) / 1e9)
+
+
+async def run_all(port: int, messages: int, rounds: int, variants: list[str]) -> dict[str, float]:
+    rates: dict[str, list[float]] = {v: [] for v in variants}
+    for variant in variants:  # warm-up connection each
+        await run_once(port, variant, min(messages, 20_000))
+    for _ in range(rounds):
+        for variant in variants:
+            count = max(1, messages // 10) if variant == "pure" else messages
+            rates[variant].append(await run_once(port, variant, count))
+    return {v: statistics.median(r) for v, r in rates.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--messages", type=int, default=200_000, help="frames per connection")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--size", type=int, default=640, help="decoded payload bytes per frame")
+    parser.add_argument("--no-pure", action="store_true", help="skip the (slow) pure-Python twin")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--server", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.server:
+        uvloop.run(_serve(args.size))
+        return
+
+    child = subprocess.Popen([sys.executable, __file__, "--server", "--size", str(args.size)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        port = int(child.stdout.readline())
+        variants = ["bare", "bare_py", "native", "native_pysink"] + ([] if args.no_pure else ["pure"])
+        rates = uvloop.run(run_all(port, args.messages, args.rounds, variants))
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        try:
+            child.wait(10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    bare = rates["bare"]
+    result = {
+        "benchmark": "receive",
+        "frame_bytes": len(ws_frame(audio_message(args.size))),
+        "messages_per_connection": args.messages,
+        "rounds": args.rounds,
+        "msgs_per_s": {k: round(v) for k, v in rates.items()},
+        "ratio_vs_bare": {k: round(v / bare, 3) for k, v in rates.items()},
+        "goal": {"native_ratio_min": 0.6, "met": rates["native"] / bare >= 0.6},
+        "python": sys.version.split()[0],
+        "cpu_count": os.cpu_count(),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"loopback receive, {result['frame_bytes']} B frames, {args.messages} per connection, median of {args.rounds}")
+    print(f"{'variant':<16}{'msgs/s':>12}{'x bare':>9}")
+    for name, rate in rates.items():
+        print(f"{name:<16}{rate:>12,.0f}{rate / bare:>9.3f}")
+
+
+if __name__ == "__main__":
+    main()
