@@ -215,3 +215,17 @@ def test_json_logging_is_one_object_per_line(capsys: pytest.CaptureFixture[str])
             if handler not in saved[1]:
                 root.removeHandler(handler)
         root.setLevel(saved[0])
+
+
+def test_bench_runs_a_named_benchmark_with_its_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    seen: list[list[str]] = []
+    fake = types.ModuleType("fake_bench_module")
+    fake.main = lambda: seen.append(list(sys.argv)) or 0  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "fake_bench_module", fake)
+    real_load = cli._load
+    monkeypatch.setattr(cli, "_load", lambda name: None if name == "benchmarks.run" else real_load(name))
+    monkeypatch.setattr(cli, "_individual_benchmarks", lambda: {"fake": "fake_bench_module"})
+    assert cli.main(["bench", "fake", "--json", "--seconds", "1"]) == 0
+    assert seen == [["gateway bench fake", "--json", "--seconds", "1"]]
