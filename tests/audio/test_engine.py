@@ -292,3 +292,60 @@ def test_wrong_mode_packets_and_empty_payloads_are_counted() -> None:
     eng.on_audio(5, "x", T0, memoryview(b""))
     assert eng.stats.ignored == 2
     assert MIXED not in rec.participants
+
+
+def test_media_params_configure_the_engine_and_a_change_starts_a_new_clock() -> None:
+    content = MeetingContent(2, seed=6)
+    p48 = AudioParams(sample_rate=SampleRate.SR_48K, data_opt=DataOption.AUDIO_MULTI_STREAMS)
+    rec = Recorder()
+    eng = AudioEngine(rec)
+    eng.on_media_params("video", object())  # other kinds are not the engine's business
+    eng.on_media_params("audio", p48)
+    feed(eng, meeting_packets(content, p48, 0, 2000), final=False)
+    assert eng.clock is not None and eng.clock.rate_hz == 48000
+    first = eng.stats
+    assert first.frames > 0
+    # a new negotiation (e.g. after a reconnection) with other parameters: published, then a new epoch
+    rec2 = Recorder()
+    eng.output = rec2
+    eng.on_media_params("audio", MULTI)
+    assert eng.clock is None and eng.stats.reconfigures == 1 and eng.stats.frames == first.frames
+    feed(eng, meeting_packets(content, MULTI, 2000, 3000))
+    assert eng.clock.rate_hz == RATE and eng.clock.origin_ms == T0 + 2000 - 60
+    assert eng.stats.frames > first.frames
+    eng.on_media_params("audio", MULTI)  # the same parameters again: nothing happens
+    assert eng.stats.reconfigures == 1
+
+
+def test_remove_participant_and_snapshot(meeting) -> None:
+    content, packets = meeting
+    rec = Recorder()
+    eng = AudioEngine(rec, MULTI)
+    half = [p for p in packets if p[2] - T0 < 3000]
+    feed(eng, half, final=False)
+    uid = content.participants[1].user_id
+    eng.remove_participant(uid)
+    end = rec.participants[uid].end
+    feed(eng, [p for p in packets if 3000 <= p[2] - T0 < 6000 and p[0] != uid])
+    assert rec.participants[uid].end == end  # no longer published
+    assert uid not in eng.participants and len(eng.participants) == 2
+    snap = eng.snapshot()
+    assert snap["closed_index"] == eng.closed_index == rec.mixed.end
+    assert snap["packets"] == eng.stats.packets > 0 and uid not in snap["gap_frames_by_user"]
+
+
+def test_per_participant_format_for_a_late_joiner(meeting) -> None:
+    from gateway.audio import AudioFormat
+    from tests.audio.helpers import Stream
+
+    content, packets = meeting
+    late = content.participants[2]
+    eng = AudioEngine(Recorder(), MULTI)
+    sink = Stream()
+    eng.add_format(AudioFormat(16000, "int16", 1), sink, source=late.user_id)  # before it ever spoke
+    feed(eng, packets)
+    rec = eng.output
+    assert isinstance(rec, Recorder)
+    s = rec.participants[late.user_id]
+    np.testing.assert_array_equal(sink.pcm, s.pcm)  # same rate and format: the very same frames
+    assert sink.start == s.start
