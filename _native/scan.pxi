@@ -7,7 +7,7 @@
 # the listener runs the slow path (orjson + the twin's validation), which decides. So the scanner
 # only has to be right when it says SCAN_MEDIA; everything else is the twin's word.
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
-from libc.string cimport memchr, memcmp
+from libc.string cimport memchr, memcmp, memcpy
 
 cdef enum:
     SCAN_FALLBACK = 0
@@ -46,6 +46,81 @@ cdef enum:
     F_END_TIME = 1 << 7
     F_LANGUAGE = 1 << 8
     F_ATTRIBUTE = 1 << 9
+
+
+# Keys the scanner knows, matched with their closing quote straight from the frame bytes.
+cdef enum:
+    K_UNKNOWN = 0
+    K_MSG_TYPE
+    K_CONTENT
+    K_DATA
+    K_USER_ID
+    K_USER_NAME
+    K_TIMESTAMP
+    K_LENGTH
+    K_CHANNEL_ID
+    K_START_TIME
+    K_END_TIME
+    K_LANGUAGE
+    K_ATTRIBUTE
+
+
+cdef inline bint _at(const uint8_t* p, Py_ssize_t i, Py_ssize_t n, const char* key, Py_ssize_t key_len) noexcept nogil:
+    return i + key_len <= n and memcmp(p + i, key, key_len) == 0
+
+
+cdef inline int _known_key(const uint8_t* p, Py_ssize_t i, Py_ssize_t n, Py_ssize_t* end) noexcept nogil:
+    """p[i] is just after a key's opening quote: the key id if it is one of ours (``end`` after
+    its closing quote), else K_UNKNOWN. Exact bytes, so an escaped spelling is never "ours"."""
+    if i >= n:
+        return K_UNKNOWN
+    cdef uint8_t c = p[i]
+    if c == c'd':
+        if _at(p, i, n, 'data"', 5):
+            end[0] = i + 5
+            return K_DATA
+    elif c == c'u':
+        if _at(p, i, n, 'user_id"', 8):
+            end[0] = i + 8
+            return K_USER_ID
+        if _at(p, i, n, 'user_name"', 10):
+            end[0] = i + 10
+            return K_USER_NAME
+    elif c == c't':
+        if _at(p, i, n, 'timestamp"', 10):
+            end[0] = i + 10
+            return K_TIMESTAMP
+    elif c == c'l':
+        if _at(p, i, n, 'length"', 7):
+            end[0] = i + 7
+            return K_LENGTH
+        if _at(p, i, n, 'language"', 9):
+            end[0] = i + 9
+            return K_LANGUAGE
+    elif c == c'm':
+        if _at(p, i, n, 'msg_type"', 9):
+            end[0] = i + 9
+            return K_MSG_TYPE
+    elif c == c'c':
+        if _at(p, i, n, 'content"', 8):
+            end[0] = i + 8
+            return K_CONTENT
+        if _at(p, i, n, 'channel_id"', 11):
+            end[0] = i + 11
+            return K_CHANNEL_ID
+    elif c == c's':
+        if _at(p, i, n, 'start_time"', 11):
+            end[0] = i + 11
+            return K_START_TIME
+    elif c == c'e':
+        if _at(p, i, n, 'end_time"', 9):
+            end[0] = i + 9
+            return K_END_TIME
+    elif c == c'a':
+        if _at(p, i, n, 'attribute"', 10):
+            end[0] = i + 10
+            return K_ATTRIBUTE
+    return K_UNKNOWN
 
 
 cdef struct MediaScan:
@@ -127,10 +202,25 @@ cdef inline Py_ssize_t _scan_string(const uint8_t* p, Py_ssize_t i, Py_ssize_t n
     return -1
 
 
+cdef inline bint _eight_digits(uint64_t v) noexcept nogil:
+    """Whether 8 bytes (little-endian load) are all ASCII digits (SWAR, as in simdjson)."""
+    return ((v & 0xF0F0F0F0F0F0F0F0ULL) | (((v + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) >> 4)) \
+        == 0x3333333333333333ULL
+
+
+cdef inline uint64_t _parse_eight_digits(uint64_t v) noexcept nogil:
+    """The value of 8 ASCII digits loaded little-endian (first digit in the lowest byte)."""
+    v -= 0x3030303030303030ULL
+    v = v * 10 + (v >> 8)
+    return (((v & 0x000000FF000000FFULL) * (100 + (1000000ULL << 32)))
+            + (((v >> 16) & 0x000000FF000000FFULL) * (1 + (10000ULL << 32)))) >> 32
+
+
 cdef inline Py_ssize_t _scan_int(const uint8_t* p, Py_ssize_t i, Py_ssize_t n, int64_t* out) noexcept nogil:
     """A JSON integer at p[i]: index after it, -1 to fall back (floats, > 18 digits, bad grammar)."""
     cdef bint neg = False
     cdef int64_t value = 0
+    cdef uint64_t word
     cdef Py_ssize_t start
     if i < n and p[i] == c'-':
         neg = True
@@ -141,6 +231,11 @@ cdef inline Py_ssize_t _scan_int(const uint8_t* p, Py_ssize_t i, Py_ssize_t n, i
     if p[i] == c'0':
         i += 1
     else:
+        if i + 8 <= n:
+            memcpy(&word, p + i, 8)
+            if _eight_digits(word):
+                value = <int64_t>_parse_eight_digits(word)
+                i += 8
         while i < n and c'0' <= p[i] <= c'9':
             if i - start >= SCAN_MAX_INT_DIGITS:
                 return -1        # could overflow int64: the slow path decides
@@ -267,9 +362,9 @@ cdef inline Py_ssize_t _scan_user_id(const uint8_t* p, Py_ssize_t i, Py_ssize_t 
 
 cdef Py_ssize_t _scan_content(const uint8_t* p, Py_ssize_t i, Py_ssize_t n, MediaScan* s) noexcept nogil:
     """The ``content`` object (p[i] == '{'): index after it, -1 to fall back."""
-    cdef const uint8_t* key
+    cdef int key
     cdef const uint8_t* quote
-    cdef Py_ssize_t key_len, end
+    cdef Py_ssize_t end
     cdef uint32_t bit
     cdef int64_t ignored
     cdef bint present
@@ -281,41 +376,42 @@ cdef Py_ssize_t _scan_content(const uint8_t* p, Py_ssize_t i, Py_ssize_t n, Medi
     while True:
         if i >= n or p[i] != c'"':
             return -1
-        end = _scan_string(p, i + 1, n)
-        if end < 0:
-            return -1
-        key = p + i + 1
-        key_len = end - i - 2
+        key = _known_key(p, i + 1, n, &end)
+        if key == K_UNKNOWN:
+            end = _scan_string(p, i + 1, n)
+            if end < 0:
+                return -1
         i = _skip_ws(p, end, n)
         if i >= n or p[i] != c':':
             return -1
         i = _skip_ws(p, i + 1, n)
         bit = 0
-        if _key_is(key, key_len, "data", 4):
+        if key == K_DATA:
             bit = F_DATA
             if i >= n or p[i] != c'"':
                 return -1
-            # base64 holds no quote; memchr finds the end fast. The decoder validates every
-            # character, and a backslash makes us fall back (JSON escapes change the text).
+            # The end is the first quote (memchr: fast). If the string holds any escape, a
+            # backslash lies inside that span, and the decoder (which validates every
+            # character) fails, so the listener falls back: escapes never reach the sink.
             quote = <const uint8_t*>memchr(p + i + 1, c'"', n - i - 1)
-            if quote == NULL or memchr(p + i + 1, c'\\', quote - p - i - 1) != NULL:
+            if quote == NULL:
                 return -1
             end = quote - p
             s.data = p + i + 1
             s.data_len = end - i - 1
             i = end + 1
-        elif _key_is(key, key_len, "user_id", 7):
+        elif key == K_USER_ID:
             bit = F_USER_ID
             i = _scan_user_id(p, i, n, &s.user_id)
-        elif _key_is(key, key_len, "user_name", 9):
+        elif key == K_USER_NAME:
             bit = F_USER_NAME
             i = _scan_opt_str(p, i, n, &s.name, &s.name_len)
-        elif _key_is(key, key_len, "timestamp", 9):
+        elif key == K_TIMESTAMP:
             bit = F_TIMESTAMP
             if i >= n or _is_null(p, i, n):
                 return -1
             i = _scan_int(p, i, n, &s.timestamp)
-        elif _key_is(key, key_len, "length", 6):
+        elif key == K_LENGTH:
             bit = F_LENGTH
             i = _scan_opt_int(p, i, n, &s.length, &present)
             if i >= 0:
@@ -323,19 +419,19 @@ cdef Py_ssize_t _scan_content(const uint8_t* p, Py_ssize_t i, Py_ssize_t n, Medi
                     s.length = -1
                 elif s.length < 0:
                     return -1    # can never match; the slow path ranks it against bad base64
-        elif _key_is(key, key_len, "channel_id", 10):
+        elif key == K_CHANNEL_ID:
             bit = F_CHANNEL_ID
             i = _scan_opt_str(p, i, n, &ignored_str, &ignored_len)
-        elif _key_is(key, key_len, "start_time", 10):
+        elif key == K_START_TIME:
             bit = F_START_TIME
             i = _scan_opt_int(p, i, n, &ignored, &present)
-        elif _key_is(key, key_len, "end_time", 8):
+        elif key == K_END_TIME:
             bit = F_END_TIME
             i = _scan_opt_int(p, i, n, &ignored, &present)
-        elif _key_is(key, key_len, "language", 8):
+        elif key == K_LANGUAGE:
             bit = F_LANGUAGE
             i = _scan_opt_int(p, i, n, &ignored, &present)
-        elif _key_is(key, key_len, "attribute", 9):
+        elif key == K_ATTRIBUTE:
             bit = F_ATTRIBUTE
             i = _scan_opt_int(p, i, n, &ignored, &present)
         else:
@@ -359,7 +455,8 @@ cdef Py_ssize_t _scan_content(const uint8_t* p, Py_ssize_t i, Py_ssize_t n, Medi
 
 cdef int scan_media(const uint8_t* p, Py_ssize_t n, MediaScan* s) noexcept nogil:
     """Scan one frame. SCAN_MEDIA: a valid msg 14-16 with every field the listener needs in ``s``."""
-    cdef Py_ssize_t i, end, key_at, key_len
+    cdef Py_ssize_t i, end
+    cdef int key
     s.user_id = 0
     s.name = NULL
     s.name_len = 0
@@ -379,23 +476,23 @@ cdef int scan_media(const uint8_t* p, Py_ssize_t n, MediaScan* s) noexcept nogil
     while True:
         if i >= n or p[i] != c'"':
             return SCAN_FALLBACK
-        end = _scan_string(p, i + 1, n)
-        if end < 0:
-            return SCAN_FALLBACK
-        key_at = i + 1
-        key_len = end - i - 2
+        key = _known_key(p, i + 1, n, &end)
+        if key == K_UNKNOWN:
+            end = _scan_string(p, i + 1, n)
+            if end < 0:
+                return SCAN_FALLBACK
         i = _skip_ws(p, end, n)
         if i >= n or p[i] != c':':
             return SCAN_FALLBACK
         i = _skip_ws(p, i + 1, n)
-        if _key_is(p + key_at, key_len, "msg_type", 8):
+        if key == K_MSG_TYPE:
             if s.has_msg_type:
                 return SCAN_FALLBACK
             s.has_msg_type = True
             i = _scan_int(p, i, n, &s.msg_type)
             if i >= 0 and not (14 <= s.msg_type <= 16):
                 return SCAN_FALLBACK
-        elif _key_is(p + key_at, key_len, "content", 7):
+        elif key == K_CONTENT:
             if s.has_content or i >= n or p[i] != c'{':
                 return SCAN_FALLBACK
             s.has_content = True

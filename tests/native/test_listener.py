@@ -399,3 +399,16 @@ def test_native_sink_without_room_counts_no_room() -> None:
     assert rig.feed(media(14, b"abc")) == [("drop", "audio", "no_room")]
     assert rig.feed(media(17, "text")) == [("drop", "transcript", "no_room")]
     assert rig.stats["drops_by_reason"]["no_room"] == 2 and rig.stats["media_frames"] == 0
+
+
+@pytest.mark.parametrize("timestamp", [0, -1, 7, 99_999_999, 100_000_000, 1738392033699, 10**17, 10**18 - 1, 10**18,
+                                       2**63 - 1, -(2**63)])
+def test_integer_edges(rig: Rig, timestamp: int) -> None:
+    """Short, 8-digit (SWAR), 13-digit and 19-digit (slow path) integers all read the same."""
+    doc = '{"msg_type":14,"content":{"data":"AAAA","timestamp":' + f'{timestamp},"user_id":{abs(timestamp) % 2**32}' + "}}"
+    assert rig.feed(doc) == [("audio", abs(timestamp) % 2**32, None, timestamp, b"\0\0\0")]
+
+
+@pytest.mark.parametrize("timestamp", ["2" * 20, "-" + "9" * 19, "9223372036854775808"])
+def test_integers_beyond_int64_are_dropped(rig: Rig, timestamp: str) -> None:
+    _drop(rig, '{"msg_type":14,"content":{"data":"AAAA","timestamp":' + timestamp + "}}", "audio", "bad_field")
