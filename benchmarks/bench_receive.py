@@ -244,6 +244,7 @@ def main() -> None:
         "rounds": args.rounds,
         "msgs_per_s": {k: round(v) for k, v in rates.items()},
         "ratio_vs_bare": {k: round(v / bare, 3) for k, v in rates.items()},
+        "native_vs_bare_py": round(rates["native"] / rates["bare_py"], 3),
         "goal": {"native_ratio_min": 0.6, "met": rates["native"] / bare >= 0.6},
         "python": sys.version.split()[0],
         "cpu_count": os.cpu_count(),
