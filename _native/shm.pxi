@@ -267,6 +267,7 @@ cdef class ShmWriter(NativeSink):
     cdef _PcmSlot* _pend_pcm
     cdef uint64_t _pend_start, _pend_gap, _pend_trim
     cdef bint _pend_scratch
+    cdef bint _pend_is_gap
     cdef int _pend_rec
     cdef uint64_t _pend_pos
     cdef uint32_t _pend_flags
@@ -590,7 +591,10 @@ cdef class ShmWriter(NativeSink):
         if frames == 0 or timestamp < self._origin_ms:
             s.ring.dropped_packets += 1
             return NULL
-        cdef uint64_t start = <uint64_t>(timestamp - self._origin_ms) * self._rate // 1000
+        return self._pcm_reserve_at(s, <uint64_t>(timestamp - self._origin_ms) * self._rate // 1000, frames, nbytes)
+
+    cdef uint8_t* _pcm_reserve_at(self, _PcmSlot* s, uint64_t start, uint64_t frames, Py_ssize_t nbytes) except? NULL:
+        """Reserve ``frames`` at frame index ``start`` of a PCM ring (the rules of docs/SHM.md 4)."""
         cdef uint64_t w
         if not s.has_data:
             w = start
@@ -611,6 +615,7 @@ cdef class ShmWriter(NativeSink):
         rtms_store_relaxed_u64(&s.ring.claim_index, end)
         rtms_fence_release()
         cdef uint64_t fill_from
+        cdef uint8_t* grown
         if gap:
             fill_from = w
             if end > s.cap and end - s.cap > fill_from:
@@ -625,11 +630,11 @@ cdef class ShmWriter(NativeSink):
         self._pend_scratch = trim != 0 or frames > s.mirror
         if self._pend_scratch:
             if self._scratch_size < <size_t>nbytes:
-                self._scratch = <uint8_t*>realloc(self._scratch, nbytes)
-                if self._scratch == NULL:
-                    self._scratch_size = 0
+                grown = <uint8_t*>realloc(self._scratch, nbytes)
+                if grown == NULL:
                     self._pend_kind = -1
                     raise MemoryError()
+                self._scratch = grown
                 self._scratch_size = nbytes
             return self._scratch
         return s.data + (start & s.mask) * s.fb
@@ -640,7 +645,9 @@ cdef class ShmWriter(NativeSink):
         cdef uint64_t frames = <uint64_t>nbytes // s.fb
         cdef uint64_t start = self._pend_start
         cdef uint64_t p, over, m
+        cdef bint is_gap = self._pend_is_gap
         self._pend_kind = -1
+        self._pend_is_gap = False
         if frames <= self._pend_trim:
             s.ring.dropped_packets += 1
             return 0
@@ -658,13 +665,25 @@ cdef class ShmWriter(NativeSink):
                     m = frames
                 memcpy(s.data + (s.cap + p) * s.fb, s.data + p * s.fb, m * s.fb)
         cdef rtms_gap* g
-        if self._pend_gap and s.has_data:
-            g = &s.gaps[s.gap_count & (s.ring.gap_capacity - 1)]
-            g.start = s.write
-            g.length = self._pend_gap
-            s.gap_count += 1
-            rtms_store_release_u64(&s.ring.gap_count, s.gap_count)
-            s.ring.gap_frames += self._pend_gap
+        cdef uint64_t g_start = start, g_len = 0
+        if self._pend_gap and s.has_data:      # skipped frames before this packet
+            g_start = s.write
+            g_len = self._pend_gap
+        if is_gap:                             # the packet itself stands for missing audio
+            g_len += frames
+        if g_len:
+            g = &s.gaps[(s.gap_count - 1) & (s.ring.gap_capacity - 1)]
+            if s.gap_count > s.ring.gap_first and g.start + g.length == g_start:
+                # Adjacent to the previous gap: extend it. Only frames past the published write
+                # index are added, which readers clip away until write_index covers them.
+                rtms_store_release_u64(&g.length, g.length + g_len)
+            else:
+                g = &s.gaps[s.gap_count & (s.ring.gap_capacity - 1)]
+                g.start = g_start
+                g.length = g_len
+                s.gap_count += 1
+                rtms_store_release_u64(&s.ring.gap_count, s.gap_count)
+            s.ring.gap_frames += g_len
         s.ring.trimmed_frames += self._pend_trim
         s.ring.packets += 1
         s.ring.last_timestamp_ms = timestamp
@@ -789,6 +808,7 @@ cdef class ShmWriter(NativeSink):
 
     cdef void drop(self, int kind, int reason) noexcept:
         self._pend_kind = -1
+        self._pend_is_gap = False
         if self._base != NULL and 0 <= kind < 5:
             self._hdr.drops[kind] += 1
 
@@ -816,6 +836,32 @@ cdef class ShmWriter(NativeSink):
 
     def on_share(self, user_id, user_name, timestamp, data):
         self._write_py(KIND_SHARE, user_id, timestamp, data, None)
+
+    def write_pcm(self, uint32_t user_id, uint64_t index, const uint8_t[::1] data, bint gap=False):
+        """Write int16 frames at an explicit frame index of a PCM ring (audio engine output).
+
+        ``index`` is on the stream's media clock (call :meth:`set_origin` with the engine's
+        origin first so timestamps map too). ``gap=True`` marks the frames as missing (they are
+        written as zeros whatever ``data`` holds). Same rules as packets: older frames are dropped,
+        a jump ahead is a gap. False if nothing was written.
+        """
+        if self._base == NULL or self._n_pcm == 0:
+            return False
+        cdef Py_ssize_t n = data.shape[0]
+        cdef _PcmSlot* s = self._slot_for(user_id)
+        if s == NULL or n < <Py_ssize_t>s.fb:
+            return False
+        cdef uint8_t* dst = self._pcm_reserve_at(s, index, <uint64_t>n // s.fb, n)
+        if dst == NULL:
+            return False
+        if gap:
+            memset(dst, 0, n)
+        else:
+            memcpy(dst, &data[0], n)
+        self._pend_is_gap = gap
+        cdef int64_t ts = self._origin_ms + <int64_t>(index * 1000 // self._rate) if self._origin_set else 0
+        self._pcm_commit(ts, n, NULL, 0)
+        return True
 
     def write_record(self, int ring_kind, uint32_t flags, uint32_t user_id, int64_t timestamp, const uint8_t[::1] data):
         """Append one record to a record ring (events: flags carry the encoding). False if dropped."""

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 
 from . import _native
@@ -321,6 +322,19 @@ class ShmPublisher(_native.ShmWriter):
         data = orjson.dumps(record)
         return bool(self.write_record(KIND_EVENTS, ENC_JSON, uid if isinstance(uid, int) else 0,
                                       ts if isinstance(ts, int) else 0, data))
+
+    # -- AudioOutput (gateway.audio): the engine's aligned participant and mixed streams ---------
+
+    def write_participant(self, user_id: int, sample_index: int, pcm: np.ndarray, gap: bool) -> None:
+        """Frames at ``sample_index`` of one participant's ring (int16, channels interleaved).
+
+        Call ``set_origin(engine.clock.origin_ms)`` first so both sides share the media clock.
+        """
+        self.write_pcm(user_id, sample_index, np.ascontiguousarray(pcm, dtype="<i2").reshape(-1).view(np.uint8), gap)
+
+    def write_mixed(self, sample_index: int, pcm: np.ndarray, gap: bool) -> None:
+        """Frames of the mixed stream (ring of user 0)."""
+        self.write_participant(0, sample_index, pcm, gap)
 
     # -- lifecycle -------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from gateway import _native, client
@@ -192,4 +193,28 @@ def test_drop_and_origin(make_pub) -> None:
         assert s.origin_ms == T0 - 1000
         assert s.mixed().start_index == 16000
         assert s.drops() == {"audio": 1, "video": 0, "share": 1, "transcript": 0, "chat": 0}
+    pub.close()
+
+
+def test_engine_output_written_at_explicit_indices(make_pub) -> None:
+    """The audio engine's AudioOutput calls: contiguous writes, a skipped span, an explicit gap."""
+    pub = make_pub()
+    pub.set_origin(T0 - 100)
+    mixed = np.frombuffer(pcm(0, 4 * SPP), "<i2")
+    pub.write_mixed(1600, mixed[:SPP], False)                 # [1600, 1920)
+    pub.write_mixed(1920, mixed[SPP : 2 * SPP], False)        # [1920, 2240)
+    pub.write_mixed(2240, mixed[2 * SPP : 3 * SPP], True)     # engine says: missing, [2240, 2560)
+    pub.write_mixed(2880, mixed[3 * SPP :], False)            # skipped [2560, 2880), then [2880, 3200)
+    pub.write_participant(4, 1600, mixed[:SPP].reshape(-1, 1), False)
+    assert not pub.write_pcm(0, 1000, mixed[:SPP].view(np.uint8))  # older than what is there: dropped
+    with client.attach("stream-1", prefix=pub.config.prefix) as s:
+        r = s.mixed()
+        arr, cursor, lost, gaps = r.read_since(0)
+        assert (r.start_index, cursor, lost) == (1600, 3200, 0)
+        assert gaps == [client.Gap(2240, 640)]  # the explicit gap and the skipped span, merged
+        assert arr[:640].tobytes() == pcm(0, 2 * SPP) and not arr[640:1280].any()
+        assert arr[1280:].tobytes() == pcm(3 * SPP, SPP)
+        assert s.audio(4).read_since(0)[0].tobytes() == pcm(0, SPP)
+        assert r.index_of(T0) == 1600
+        del arr
     pub.close()
