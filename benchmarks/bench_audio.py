@@ -12,7 +12,9 @@ produced once per meeting and format. Scenarios:
 * ``... +per-user``  also every participant converted (what a per-speaker ASR consumer asks for)
 * ``emit 100 ms``    the 16k->16k scenario publishing in 100 ms batches instead of 20 ms
 
-Also a micro-benchmark of the mixer kernel against numpy on one 20 ms frame of 3 speakers.
+Also a micro-benchmark of the mixer kernel against numpy on one 20 ms frame of 3 speakers, and
+the engine's cost per packet with each compressed codec (the simulator's talk turns; decoding
+included), for scale.
 
     python benchmarks/bench_audio.py --json
 """
@@ -115,6 +117,47 @@ def run_scenario(name: str, rate: int, meetings: int, speakers: int, seconds: in
     }
 
 
+def codec_scenario(name: str, codec: int, seconds: int) -> dict[str, Any]:
+    """Decode cost: one meeting of 3 speakers through the engine with a compressed codec (no formats)."""
+    from gateway.protocol import Codec
+    from gateway.sim.content import MeetingContent
+
+    params = {
+        Codec.G711: AudioParams(codec=Codec.G711, sample_rate=SampleRate.SR_8K, data_opt=DataOption.AUDIO_MULTI_STREAMS),
+        Codec.G722: AudioParams(codec=Codec.G722, sample_rate=SampleRate.SR_16K, data_opt=DataOption.AUDIO_MULTI_STREAMS),
+        Codec.OPUS: AudioParams(codec=Codec.OPUS, sample_rate=SampleRate.SR_48K, channel=2, data_opt=DataOption.AUDIO_MULTI_STREAMS),
+    }[codec]
+    content = MeetingContent(3, seed=1, late_join_ms=None, leave_ms=None)
+    packets = []
+    for t in range(0, seconds * 1000, 20):
+        for uid, uname, payload in content.audio_packets(params, t):
+            packets.append((uid, uname, T0 + t, memoryview(payload)))
+    eng = AudioEngine(NullOutput(), params)
+    t_cpu = time.process_time()
+    for uid, uname, ts, payload in packets:
+        eng.on_audio(uid, uname, ts, payload)
+    cpu = time.process_time() - t_cpu
+    assert eng.stats.decode_errors == 0
+    from gateway.codecs import make_decoder
+
+    decoders: dict[int, Any] = {}
+    t_cpu = time.process_time()
+    for uid, _uname, _ts, payload in packets:
+        dec = decoders.get(uid)
+        if dec is None:
+            dec = decoders[uid] = make_decoder(params)
+        dec.decode(payload)
+    decode = time.process_time() - t_cpu
+    return {
+        "scenario": name,
+        "packets": len(packets),
+        "packets_per_tick": len(packets) / (seconds * 50),
+        "cpu_s": cpu,
+        "us_per_packet": cpu / len(packets) * 1e6,
+        "decode_only_us_per_packet": decode / len(packets) * 1e6,
+    }
+
+
 def mixer_micro(repeat: int = 20000) -> dict[str, Any]:
     """One 20 ms frame (320 samples) of 3 speakers: the engine's mixer (AudioStage.mix) vs numpy."""
     rng = np.random.default_rng(0)
@@ -165,6 +208,9 @@ def main() -> None:
         best["cpu_s_runs"] = [r["cpu_s"] for r in runs]
         results.append(best)
     micro = mixer_micro()
+    from gateway.protocol import Codec
+
+    codecs = [codec_scenario(f"decode {c.name}", c, min(args.seconds, 20)) for c in (Codec.G711, Codec.G722, Codec.OPUS)]
     doc = {
         "benchmark": "audio",
         "command": "python benchmarks/bench_audio.py " + " ".join(sys.argv[1:]),
@@ -173,6 +219,7 @@ def main() -> None:
         "goal_meetings_per_core": 2000,
         "results": results,
         "mixer": micro,
+        "codecs": codecs,
     }
     if args.json:
         print(json.dumps(doc, indent=1))
@@ -181,6 +228,8 @@ def main() -> None:
     for r in results:
         print(f"{r['scenario']:40s} {r['us_per_packet']:10.2f} {r['us_per_participant_second']:10.1f} {r['meetings_per_core_realtime']:14.0f}")
     print(f"mixer kernel {micro['native_us']:.2f} us vs numpy {micro['numpy_us']:.2f} us per frame (x{micro['speedup']:.1f})")
+    for c in codecs:
+        print(f"{c['scenario']:40s} {c['us_per_packet']:10.2f} us/packet in the engine, {c['decode_only_us_per_packet']:.2f} decoding alone")
     print(f"median of {args.repeat}; cpu runs: " + "; ".join(f"{statistics.median(r['cpu_s_runs']):.3f}" for r in results))
 
 
