@@ -31,6 +31,7 @@ from .errors import GatewayError
 
 __all__ = [
     "AudioReader",
+    "Directory",
     "EventReader",
     "Frame",
     "FrameReader",
@@ -302,6 +303,75 @@ def _read_dir(m: _Mapped, shm_dir: str) -> list[StreamInfo]:
                     out.append(StreamInfo(sid.decode("utf-8", "replace"), seg.decode(), i, gen, started, size, shm_dir))
                 break
     return out
+
+
+class Directory:
+    """A gateway's stream directory kept open: list streams and block until they change.
+
+    Survives gateway restarts: a directory file replaced by a new gateway is re-opened.
+    """
+
+    def __init__(self, prefix: str = DEFAULT_PREFIX, shm_dir: str = DEFAULT_SHM_DIR) -> None:
+        self.path = _dir_path(prefix, shm_dir)
+        self.shm_dir = shm_dir
+        self._m: _Mapped | None = None
+        self._ino = -1
+        self._seen = -1
+
+    def _current(self) -> _Mapped | None:
+        try:
+            ino = os.stat(self.path).st_ino
+        except FileNotFoundError:
+            ino = -1
+        if ino != self._ino or self._m is None:
+            if self._m is not None:
+                self._m.close()
+                self._m = None
+            self._ino = ino
+            if ino != -1:
+                try:
+                    self._m = _Mapped(self.path)
+                except (FileNotFoundError, LayoutError):
+                    self._m, self._ino = None, -1
+        return self._m
+
+    def streams(self) -> list[StreamInfo]:
+        m = self._current()
+        if m is None:
+            return []
+        self._seen = m.u64_at(DIR["change_seq"])
+        return _read_dir(m, self.shm_dir)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until a stream starts or ends (or the gateway restarts) since the last :meth:`streams`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        ino, seen = self._ino, self._seen
+        while True:
+            m = self._current()
+            if m is None or self._ino != ino:
+                if self._ino != ino:
+                    return True
+                if deadline is not None and time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.05)  # no gateway yet: poll for the directory to appear
+                continue
+
+            def ready(m: _Mapped = m) -> bool:
+                return m.u64_at(DIR["change_seq"]) != seen or m.u32_at(DIR["state"]) == STATE_ENDED
+
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            return m.block(DIR["futex"], DIR["waiters"], ready, remaining)
+
+    def close(self) -> None:
+        if self._m is not None:
+            self._m.close()
+            self._m = None
+
+    def __enter__(self) -> Directory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def attach(stream: str | StreamInfo, prefix: str = DEFAULT_PREFIX, shm_dir: str = DEFAULT_SHM_DIR) -> StreamReader:

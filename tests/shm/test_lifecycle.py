@@ -159,3 +159,21 @@ def test_default_sizes_stay_under_two_mib_per_meeting(make_pub) -> None:
     with client.attach("stream-1", prefix=pub.config.prefix) as s:
         assert np.array_equal(s.audio(3).read_latest(20), np.frombuffer(pcm(599 * 320, 320), "<i2"))
     pub.close()
+
+
+def test_directory_watcher_wakes_when_streams_come_and_go(directory, make_pub, prefix) -> None:
+    import threading
+
+    with client.Directory(prefix) as watch:
+        assert watch.streams() == []
+        assert watch.wait(timeout=0.01) is False
+        made: list[ShmPublisher] = []
+        t = threading.Timer(0.05, lambda: made.append(make_pub("late-stream")))
+        t.start()
+        assert watch.wait(timeout=60) is True
+        t.join()
+        assert [s.stream_id for s in watch.streams()] == ["late-stream"]
+        made[0].close()
+        assert watch.wait(timeout=60) is True and watch.streams() == []
+        directory.close()  # gateway stops: the watcher notices
+        assert watch.wait(timeout=60) is True and watch.streams() == []
