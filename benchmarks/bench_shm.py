@@ -9,7 +9,8 @@
   (tests/shm/c_reader.c, built with the system compiler, header only) blocking the same way. Writes are
   spaced 0.3-1.3 ms apart so the blocking consumer is asleep each time.
 * ``wake_loaded`` (``--meetings N``): the same while the writer also streams N other meetings
-  (one 20 ms packet each per 20 ms, staggered across the interval, as real meetings are).
+  (one 20 ms packet each per 20 ms, staggered in 1 ms groups across the interval, as real
+  meetings are; the writer sleeps between groups).
 
     python benchmarks/bench_shm.py --json [--samples 2000] [--meetings 1000]
 
@@ -169,22 +170,27 @@ def bench_wake(prefix: str, mode: str, samples: int, meetings: int = 0) -> dict[
                     if proc.poll() is not None:
                         break
             else:
-                # Real time: every 20 ms each meeting writes one packet, staggered over the interval;
-                # the measured meeting sits at a random place in the order each tick.
-                slot_ns = 20_000_000 // (meetings + 1)
+                # Real time: every 20 ms each meeting writes one packet. Meetings are staggered in
+                # 20 groups, one per millisecond (as socket reads batch them in a gateway); the
+                # writer sleeps between groups. The measured meeting moves around each tick.
+                groups = 20
                 tick0 = time.monotonic_ns()
                 for tick in range(1, samples + 50):
                     where = rng.randrange(meetings + 1)
                     base = tick0 + tick * 20_000_000
-                    for k in range(meetings + 1):
-                        due = base + k * slot_ns
+                    for g in range(groups):
+                        due = base + g * 1_000_000
+                        wait_ns = due - time.monotonic_ns()
+                        if wait_ns > 200_000:
+                            time.sleep((wait_ns - 150_000) / 1e9)
                         while time.monotonic_ns() < due:
                             pass
-                        if k == where:
-                            struct.pack_into("<q", buf, 0, time.monotonic_ns())
-                            _native._test_write_audio(pub, 0, T0 + 20 * tick, bytes(buf))
-                        else:
-                            _native._test_write_audio(others[k - (k > where)], 0, T0 + 20 * tick, bg)
+                        for k in range(g * (meetings + 1) // groups, (g + 1) * (meetings + 1) // groups):
+                            if k == where:
+                                struct.pack_into("<q", buf, 0, time.monotonic_ns())
+                                _native._test_write_audio(pub, 0, T0 + 20 * tick, bytes(buf))
+                            else:
+                                _native._test_write_audio(others[k - (k > where)], 0, T0 + 20 * tick, bg)
                     if proc.poll() is not None:
                         break
         finally:
