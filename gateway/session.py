@@ -208,6 +208,7 @@ class StreamSession:
         self._media_urls: dict[str, str] = {}
         self._retired: list[tuple[str, dict[str, Any]]] = []
         self._sig_keepalives_retired = 0
+        self._sig_unparseable = 0
         self._listener_class = listener_class or media_listener_factory()
         self._task: asyncio.Task[None] | None = None
         self._started: asyncio.Future[None] | None = None
@@ -239,6 +240,7 @@ class StreamSession:
         self._last_sig_rx = self._clock()
         self._set_state(SessionState.INITIALIZE)
         self._task = loop.create_task(self._run(), name=f"rtms-session-{self.target.stream_id}")
+        self._task.add_done_callback(self._on_task_done)
         try:
             await asyncio.shield(self._started)
         except asyncio.CancelledError:
@@ -318,7 +320,12 @@ class StreamSession:
         return int(status) if isinstance(status, int) else -1
 
     def stats(self) -> dict[str, Any]:
-        """Counters for metrics and the demo table (cheap; call as often as needed)."""
+        """Counters for metrics and the demo table (cheap; call as often as needed).
+
+        ``frames`` counts media messages per socket (kind, or ``all``) as the listeners saw them;
+        ``wire_bytes`` are WebSocket payload bytes (JSON + base64), not decoded media: decoded
+        bytes and per-kind drops are the sink's to report. Totals survive reconnects.
+        """
         frames: dict[str, int] = {}
         nbytes: dict[str, int] = {}
         drops = 0
@@ -350,8 +357,9 @@ class StreamSession:
             "stream_state": self.stream_state.name,
             "sockets": sockets,
             "frames": frames,
-            "bytes": nbytes,
-            "drops": drops,
+            "wire_bytes": nbytes,
+            "listener_drops": drops,
+            "parse_errors": {"signaling": self._sig_unparseable + (sig.unparseable if sig is not None else 0)},
             "keepalives_answered": keepalives,
             "keepalive_lag_ms": sig.keepalive_lag_ms if sig is not None else None,
             "reconnects": self.reconnects,
@@ -571,6 +579,7 @@ class StreamSession:
         sig, self._signaling = self._signaling, None
         if sig is not None:
             self._sig_keepalives_retired += sig.keepalives_answered
+            self._sig_unparseable += sig.unparseable
             sig.close()
             waits.append(sig)
         for conn in self._media.values():
@@ -671,18 +680,30 @@ class StreamSession:
         try:
             await self._wait_sockets(self._close_sockets())
         finally:
-            while not self._commands.empty():
-                _, _, fut = self._commands.get_nowait()
-                if fut is not None and not fut.done():
-                    fut.set_exception(SessionClosed(f"stream {self.target.stream_id} stopped", reason=self.stop_reason))
-                    fut.exception()
-            if self._started is not None and not self._started.done():
-                self._started.set_exception(SessionClosed(f"stream {self.target.stream_id} stopped before it started", reason=self.stop_reason))
-                self._started.exception()
-            self._set_state(SessionState.STOPPED)
-            self._active.set()
-            self._closed.set()
-            log.info("stream %s closed (stop_reason %s)", self.target.stream_id, self.stop_reason)
+            self._finish()
+
+    def _on_task_done(self, task: asyncio.Task[None]) -> None:
+        """Safety net: a supervisor cancelled before its first step never ran its ``finally``."""
+        if not self._closed.is_set():
+            self._stopping = True
+            self._close_sockets()
+            self._finish()
+
+    def _finish(self) -> None:
+        if self._closed.is_set():
+            return
+        while not self._commands.empty():
+            _, _, fut = self._commands.get_nowait()
+            if fut is not None and not fut.done():
+                fut.set_exception(SessionClosed(f"stream {self.target.stream_id} stopped", reason=self.stop_reason))
+                fut.exception()
+        if self._started is not None and not self._started.done():
+            self._started.set_exception(SessionClosed(f"stream {self.target.stream_id} stopped before it started", reason=self.stop_reason))
+            self._started.exception()
+        self._set_state(SessionState.STOPPED)
+        self._active.set()
+        self._closed.set()
+        log.info("stream %s closed (stop_reason %s)", self.target.stream_id, self.stop_reason)
 
     # ------------------------------------------------------------------ socket callbacks (event-loop thread; never raise)
 

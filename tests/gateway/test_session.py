@@ -32,6 +32,9 @@ from gateway.session import SessionSettings, StreamSession, StreamTarget
 from gateway.sim.server import SimStream, Simulator
 from tests.gateway.conftest import RecordingSink, open_fds, other_tasks, started_event, wait_for
 
+#: uvloop sleeps in C, where pytest-timeout's default SIGALRM cannot interrupt it: use the thread method.
+pytestmark = pytest.mark.timeout(120, method="thread")
+
 CLIENT_ID = "sim-client-id"
 CLIENT_SECRET = "sim-client-secret"
 #: fast client timers: backoff in tens of ms, windows of a few seconds.
@@ -142,9 +145,10 @@ async def test_handshake_and_media_are_exact(sim: Simulator, make_session: Calla
 
 async def test_unified_all_socket(sim: Simulator, make_session: Callable[..., Harness]) -> None:
     base = Baseline()
-    h = make_session(sim, backlog_ms=3000, unified=True, media_kinds=("audio", "transcript"))
+    h = make_session(sim, backlog_ms=3000, unified=True, media_kinds=("audio", "transcript"), buffer_data=False)
     await h.session.start()
     assert [label for label, _ in h.stream.client.media_handshakes] == ["media:all"]
+    assert h.stream.client.buffer_data is False
     await frames_grow(h.sink)
     h.stream.terminate()
     await h.session.wait_closed()
@@ -344,6 +348,38 @@ async def test_media_socket_drop_reconnects_that_socket(sim: Simulator, make_ses
     await base.check()
 
 
+async def test_media_drop_seen_first_by_the_client(sim: Simulator, make_session: Callable[..., Harness]) -> None:
+    base = Baseline()
+    h = make_session(sim, media_kinds=("audio", "transcript"))
+    await h.session.start()
+    await frames_grow(h.sink)
+    h.session._media["transcript"]._transport.disconnect(graceful=False)  # type: ignore[union-attr]
+    await wait_for(lambda: h.session.media_reconnects == 1)
+    assert "media_lost" in h.types() and h.session.reconnects == 0
+    assert h.session.stats()["sockets"] == {"signaling": True, "audio": True, "transcript": True}
+    await frames_grow(h.sink)
+    await h.session.close()
+    await base.check()
+
+
+@pytest.mark.parametrize("how", ["close", "stopped"])
+async def test_stop_while_starting(sim: Simulator, make_session: Callable[..., Harness], how: str) -> None:
+    base = Baseline()
+    h = make_session(sim)
+    starting = asyncio.ensure_future(h.session.start())
+    await asyncio.sleep(0)
+    if how == "close":
+        await h.session.close()
+    else:
+        h.session.stopped(StopReason.STOP_BC_MEETING_ENDED)
+    async with asyncio.timeout(10):
+        with pytest.raises(SessionClosed):
+            await starting
+        await h.session.wait_closed()
+    assert h.session.state is SessionState.STOPPED
+    await base.check()
+
+
 async def test_failover_to_second_listener(sim: Simulator, make_session: Callable[..., Harness]) -> None:
     await sim._ensure_listener(1)  # the second server's listening sockets belong to the baseline
     base = Baseline()
@@ -387,6 +423,10 @@ async def test_signaling_drop_without_webhook_uses_watchdog(sim_factory: Callabl
     await h.session.start()
     await wait_for(lambda: h.session.stats()["keepalives_answered"]["signaling"] >= 6)
     assert h.session.reconnects == 0
+    c = h.stream.client  # every keep-alive answered on its own socket with the right timestamp
+    assert c.keepalive_accepted["signaling"] >= 6 and c.keepalive_accepted.get("media:audio", 0) >= 1
+    assert not c.keepalive_rejected
+    assert h.session.stats()["keepalives_answered"]["media"] >= 1
     h.stream.drop_signaling()
     await wait_for(lambda: h.session.reconnects == 1)
     assert "watchdog" in h.types() and h.stream.client.signaling_accepted == 2
