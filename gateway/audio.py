@@ -499,16 +499,19 @@ class AudioEngine:
 
     # ------------------------------------------------------------------ formats
 
-    def add_format(self, fmt: AudioFormat, sink: FormatSink, source: int = MIXED) -> FormatConverter:
+    def add_format(self, fmt: AudioFormat, sink: FormatSink, source: int = MIXED, *, batch_ms: int = 0) -> FormatConverter:
         """Deliver ``source`` (a user id, or :data:`MIXED`) converted to ``fmt`` to ``sink``.
 
         One converter per (source, format), however many sinks share it: the resampler runs once.
         It starts with the next emitted window (output index = input index scaled to the new rate).
+        ``batch_ms``: resample in chunks of at least this much input (soxr's cost per call
+        dominates 20 ms chunks; 100 ms halves it) at the price of that much more latency for this
+        format only; the first caller for a (source, format) decides.
         """
         key = (source, fmt)
         conv = self._converters.get(key)
         if conv is None:
-            conv = FormatConverter(self.rate_hz, self.channels, fmt, self.config.resample_quality)
+            conv = FormatConverter(self.rate_hz, self.channels, fmt, self.config.resample_quality, batch_frames=batch_ms * self.rate_hz // 1000)
             self._converters[key] = conv
             self._attach(source, conv)
         conv.sinks.append(sink)
@@ -571,10 +574,11 @@ class FormatConverter:
     ``round_down(input_index * out_rate / in_rate)``, so every format stays on the meeting clock.
     """
 
-    def __init__(self, in_rate: int, in_channels: int, fmt: AudioFormat, quality: str = "HQ") -> None:
+    def __init__(self, in_rate: int, in_channels: int, fmt: AudioFormat, quality: str = "HQ", *, batch_frames: int = 0) -> None:
         self.fmt = fmt
         self.sinks: list[FormatSink] = []
         self.quality = quality
+        self.batch_frames = batch_frames  # resample at least this many input frames per soxr call
         self.reset_input(in_rate, in_channels)
 
     def reset_input(self, in_rate: int, in_channels: int) -> None:
@@ -597,6 +601,10 @@ class FormatConverter:
         self._trim = 0
         self._zeros = _zeros(fmt.dtype, fmt.channels, 1 << 22)
         self._empty = np.zeros((0, fmt.channels) if fmt.channels == 2 else 0, dtype=fmt.dtype)
+        batching = self._resampler is not None and self.batch_frames > 0
+        shape = (2 * self.batch_frames, fmt.channels) if fmt.channels == 2 else (2 * self.batch_frames,)
+        self._pending = np.zeros(shape, dtype=fmt.dtype) if batching else None
+        self._npending = 0
 
     def _prepare(self, pcm: np.ndarray) -> np.ndarray:
         """int16 native frames -> the output's channels and sample format (contiguous, scratch-backed)."""
@@ -640,6 +648,9 @@ class FormatConverter:
 
     def _finish_run(self) -> None:
         if self._active and self._resampler is not None:
+            if self._npending:
+                self._emit_data(self._resampler.resample_chunk(self._pending[: self._npending]))
+                self._npending = 0
             self._emit_data(self._resampler.resample_chunk(self._empty, last=True))
             self._resampler.clear()
         self._active = False
@@ -658,6 +669,10 @@ class FormatConverter:
                 return
         x = self._prepare(pcm)
         rs = self._resampler
+        if self._pending is not None:
+            x = self._batch(x)
+            if x is None:
+                return
         y = x if rs is None else rs.resample_chunk(x)
         if self._trim:
             self._emit_data(y)
@@ -668,6 +683,23 @@ class FormatConverter:
             for sink in self.sinks:
                 sink.write(pos, y, False)
             self._out_pos = pos + n  # type: ignore[operator]
+
+    def _batch(self, x: np.ndarray) -> np.ndarray | None:
+        """Collect input until ``batch_frames``; then the whole batch (a view, valid until the next call)."""
+        pending = self._pending
+        assert pending is not None
+        k, n = self._npending, len(x)
+        if k + n > len(pending):
+            grown = np.zeros((k + n, *pending.shape[1:]), dtype=pending.dtype)
+            grown[:k] = pending[:k]
+            self._pending = pending = grown
+        pending[k : k + n] = x
+        k += n
+        if k < self.batch_frames:
+            self._npending = k
+            return None
+        self._npending = 0
+        return pending[:k]
 
     def _start_run(self, index: int, n: int, gap: bool) -> bool:
         """Handle a gap (returns True: nothing more to do) or the first data chunk of a run."""

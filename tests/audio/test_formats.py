@@ -174,3 +174,28 @@ def _runs(s: Stream) -> list[tuple[int, np.ndarray]]:
             out.append((s.start + k, pcm[k:j]))
         k = j
     return out
+
+
+@pytest.mark.parametrize("chunk", [17, 320, 509])
+def test_batched_resampling_is_still_one_shot_per_run(chunk: int) -> None:
+    x = noise(20000, seed=7)
+    sink = Stream()
+    conv = FormatConverter(48000, 1, AudioFormat(16000, "float32", 1), batch_frames=4800)
+    conv.sinks.append(sink)
+    calls: list[int] = []
+    orig = conv._resampler.resample_chunk
+    conv._resampler.resample_chunk = lambda a, last=False: (calls.append(len(a)), orig(a, last))[1]
+    for k in range(0, 12000, chunk):
+        conv.push(k, x[k : min(k + chunk, 12000)], False)
+    conv.push(12000, np.zeros(3000, np.int16), True)
+    for k in range(15000, 20000, chunk):
+        conv.push(k, x[k : min(k + chunk, 20000)], False)
+    conv.flush()
+    sizes = [n for n in calls if n]
+    assert sum(1 for n in sizes if n < 4800) <= 2  # only a run's remainder goes in short
+    assert len(sizes) <= 6  # instead of one soxr call per pushed chunk
+    first = soxr.resample(x[:12000].astype(np.float32) / 32768, 48000, 16000)
+    second = soxr.resample(x[15000:].astype(np.float32) / 32768, 48000, 16000)
+    np.testing.assert_array_equal(sink.window(0, 4000)[0], first)
+    assert sink.window(4000, 5000)[1].all()
+    np.testing.assert_array_equal(sink.window(5000, sink.end)[0], second)
