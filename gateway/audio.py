@@ -246,6 +246,7 @@ class AudioEngine:
         # mode: computed mix (multi-stream) or pass-through of user 0; known from params or the first packet
         self._multi: bool | None = (params.data_opt == DataOption.AUDIO_MULTI_STREAMS) if explicit else None
         self._slots = 0
+        self._free_slots: list[int] = []  # slots of removed participants, reused by new ones
         self._stage = _native.AudioStage(4, self._cap, self.channels)
         mix_out = self._stage.mix_out
         self._mix_view = mix_out if self.channels == 1 else mix_out.reshape(-1, self.channels)
@@ -285,20 +286,25 @@ class AudioEngine:
         tr = self._tracks.get(user_id)
         if tr is None:
             return
-        self.flush()
+        self.flush()  # everything it sent is published (and the slot's staging is clear)
         del self._tracks[user_id]
+        self._stage.reset_slot(tr.slot)
+        self._free_slots.append(tr.slot)
         self._update_mix_slots()
 
     def _add_track(self, user_id: int, user_name: str | None) -> _Track:
         if self._multi is None:
             self._multi = user_id != MIXED
-        slot = self._slots
-        if slot == self._stage.slots:
-            self._stage.grow(2 * slot)
-            for t in self._tracks.values():
-                t.view = self._row_view(t.slot)
-                t.views.clear()
-        self._slots += 1
+        if self._free_slots:
+            slot = self._free_slots.pop()
+        else:
+            slot = self._slots
+            if slot == self._stage.slots:
+                self._stage.grow(2 * slot)
+                for t in self._tracks.values():
+                    t.view = self._row_view(t.slot)
+                    t.views.clear()
+            self._slots += 1
         decoder = make_decoder(self.params, ulaw=self.config.g711_ulaw)
         tr = _Track(user_id, user_name, slot, decoder)
         tr.view = self._row_view(slot)

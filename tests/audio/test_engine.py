@@ -324,6 +324,7 @@ def test_remove_participant_and_snapshot(meeting) -> None:
     half = [p for p in packets if p[2] - T0 < 3000]
     feed(eng, half, final=False)
     uid = content.participants[1].user_id
+    freed = eng._tracks[uid].slot
     eng.remove_participant(uid)
     end = rec.participants[uid].end
     feed(eng, [p for p in packets if 3000 <= p[2] - T0 < 6000 and p[0] != uid])
@@ -332,6 +333,18 @@ def test_remove_participant_and_snapshot(meeting) -> None:
     snap = eng.snapshot()
     assert snap["closed_index"] == eng.closed_index == rec.mixed.end
     assert snap["packets"] == eng.stats.packets > 0 and uid not in snap["gap_frames_by_user"]
+    # a newcomer reuses the free slot and starts clean on the same clock
+    newcomer = 999
+    ts = T0 + 6000
+    pcm = np.full(SPP, 1234, np.int16)
+    eng.on_audio(newcomer, "new", ts, memoryview(pcm.tobytes()))
+    feed(eng, [p for p in packets if 6000 <= p[2] - T0 < 7000 and p[0] != uid])
+    assert eng._tracks[newcomer].slot == freed
+    s = rec.participants[newcomer]
+    first = s.start + int(np.argmax(~s.gaps))
+    assert first == eng.clock.index_of(ts)
+    np.testing.assert_array_equal(s.window(first, first + SPP)[0], pcm)
+    assert not s.window(first + SPP, s.end)[0].any()
 
 
 def test_per_participant_format_for_a_late_joiner(meeting) -> None:
