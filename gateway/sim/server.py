@@ -292,6 +292,7 @@ class SimStream:
         self.state = StreamState.INACTIVE
         self.session_state = SessionState.INACTIVE
         self.session_id = secrets.token_hex(16)
+        self.extra_sessions: dict[str, SessionState] = {}  # further app users' sessions on the same stream
         self.paused = False
         self.terminated = False
         self.stop_reason: int | None = None
@@ -529,6 +530,8 @@ class SimStream:
             sid = doc.get("rtms_session_id")
             if sid == self.session_id:
                 self._send_sig(protocol.build_session_state_response(sid, self.session_state, now))
+            elif isinstance(sid, str) and sid in self.extra_sessions:
+                self._send_sig(protocol.build_session_state_response(sid, self.extra_sessions[sid], now))
             else:
                 self._send_sig(protocol.build_session_state_response(str(sid), SessionState.INACTIVE, now, status=self._code(Status.INVALID_SESSION_ID)))
         elif mt == MsgType.STREAM_STATE_REQ:
@@ -757,6 +760,18 @@ class SimStream:
     def drop_signaling(self, *, abort: bool = True) -> None:
         """Drop signaling (TCP abort by default), then ``*.rtms_interrupted`` and the reconnection window."""
         self.interrupt_signaling(abort=abort)
+
+    def add_session(self) -> str:
+        """Another app user starts RTMS on this stream: msg 9 STARTED with a new ``rtms_session_id``."""
+        sid = secrets.token_hex(16)
+        self.extra_sessions[sid] = SessionState.STARTED
+        self._send_sig(protocol.build_session_state_update(SessionState.STARTED, sid, now_ms(), reason_key=self.cfg.session_reason_key))
+        return sid
+
+    def stop_session(self, session_id: str, reason: int = StopReason.STOP_BC_USER_TRIGGERED) -> None:
+        """One extra session stops (msg 9 STOPPED); the stream and its media go on."""
+        self.extra_sessions[session_id] = SessionState.STOPPED
+        self._send_sig(protocol.build_session_state_update(SessionState.STOPPED, session_id, now_ms(), int(reason), reason_key=self.cfg.session_reason_key))
 
     def send_state(self, state: int, reason: int = 0, *, session: bool = False) -> None:
         """Send any msg 8 (stream) or, with ``session``, msg 9 state update without changing anything."""

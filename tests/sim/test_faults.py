@@ -320,3 +320,23 @@ async def test_arbitrary_state_updates_and_raw_signaling() -> None:
         resp = await sig.recv_type(MsgType.STREAM_STATE_RESP)
         assert resp["timestamp"] < 10**11  # seconds, like the docs' example
         await s.close()
+
+
+async def test_several_sessions_on_one_stream() -> None:
+    async with Simulator(config()) as sim:
+        stream = sim.create_stream(webhook=False)
+        s = Session(sim, stream, auto_keepalive=True)
+        await s.join({"audio": None})
+        sig = s.signaling
+        assert sig is not None
+        sid = stream.add_session()
+        assert sid != stream.session_id
+        stream.stop_session(sid, StopReason.STOP_BC_USER_LEFT)
+        await sig.drain(0.2)
+        updates = [m for m in sig.received if m["msg_type"] == MsgType.SESSION_STATE_UPDATE and m["rtms_session_id"] == sid]
+        assert sorted((u["state"], u["stop_reason"]) for u in updates) == [(SessionState.STARTED, 0), (SessionState.STOPPED, 3)]
+        await sig.send(protocol.build_session_state_request(sid))
+        r = await sig.recv_type(MsgType.SESSION_STATE_RESP)
+        assert (r["rtms_session_id"], r["state"]) == (sid, SessionState.STOPPED)
+        assert audio_ts(await s.media["audio"].drain(0.1)) and not stream.terminated
+        await s.close()
