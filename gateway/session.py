@@ -400,8 +400,10 @@ class StreamSession:
             if remaining <= 0:
                 kind, arg, fut = "watchdog", None, None
             else:
+                # wake at least 4 times per watchdog period, so an injected clock is followed too
+                nap = min(remaining, max(self.settings.keepalive_watchdog_s / 4, 0.01))
                 try:
-                    async with asyncio.timeout(remaining):
+                    async with asyncio.timeout(nap):
                         kind, arg, fut = await self._commands.get()
                 except TimeoutError:
                     continue  # traffic may have arrived meanwhile: re-check

@@ -63,12 +63,12 @@ class Harness:
 
 @pytest.fixture
 def make_session(media_listener: Any) -> Callable[..., Harness]:
-    def make(sim: Simulator, *, stream: SimStream | None = None, backlog_ms: int = 0, **overrides: Any) -> Harness:
+    def make(sim: Simulator, *, stream: SimStream | None = None, backlog_ms: int = 0, listener_class: Any = None, **overrides: Any) -> Harness:
         stream = stream or sim.create_stream(webhook=False, backlog_ms=backlog_ms)
         sink = RecordingSink()
         events: list[dict[str, Any]] = []
         target = StreamTarget.from_webhook(started_event(stream))
-        session = StreamSession(target, settings(**overrides), sink=sink, on_event=events.append, listener_class=media_listener)
+        session = StreamSession(target, settings(**overrides), sink=sink, on_event=events.append, listener_class=listener_class or media_listener)
         return Harness(stream, session, sink, events)
 
     return make
@@ -110,10 +110,20 @@ def last_webhook(sim: Simulator, kind: WebhookKind) -> protocol.WebhookEvent:
 # ---------------------------------------------------------------------------- happy path
 
 
-async def test_handshake_and_media_are_exact(sim: Simulator, make_session: Callable[..., Harness]) -> None:
+def listener_impl(name: str) -> Any:
+    """Both media listeners serve the same control contract; the native one must be built."""
+    if name == "pure":
+        from gateway._native_py import MediaListener
+    else:
+        from gateway._native import MediaListener  # type: ignore[attr-defined]
+    return MediaListener
+
+
+@pytest.mark.parametrize("impl", ["native", "pure"])
+async def test_handshake_and_media_are_exact(sim: Simulator, make_session: Callable[..., Harness], impl: str) -> None:
     base = Baseline()
     params = MediaParams(audio=AudioParams(data_opt=DataOption.AUDIO_MULTI_STREAMS), video=VideoParams(), transcript=protocol.TranscriptParams())
-    h = make_session(sim, backlog_ms=12_000, media_params=params)
+    h = make_session(sim, backlog_ms=12_000, media_params=params, listener_class=listener_impl(impl))
     await h.session.start()
     s, st = h.session, h.stream
     assert s.state is SessionState.STARTED and s.stream_state is StreamState.ACTIVE
@@ -330,9 +340,10 @@ async def test_close_before_start_and_twice(sim: Simulator, make_session: Callab
 # ---------------------------------------------------------------------------- reconnects
 
 
-async def test_media_socket_drop_reconnects_that_socket(sim: Simulator, make_session: Callable[..., Harness]) -> None:
+@pytest.mark.parametrize("impl", ["native", "pure"])
+async def test_media_socket_drop_reconnects_that_socket(sim: Simulator, make_session: Callable[..., Harness], impl: str) -> None:
     base = Baseline()
-    h = make_session(sim, media_kinds=("audio", "transcript"))
+    h = make_session(sim, media_kinds=("audio", "transcript"), listener_class=listener_impl(impl))
     await h.session.start()
     await frames_grow(h.sink)
     h.stream.abort_media("audio")
@@ -432,6 +443,28 @@ async def test_signaling_drop_without_webhook_uses_watchdog(sim_factory: Callabl
     assert "watchdog" in h.types() and h.stream.client.signaling_accepted == 2
     await frames_grow(h.sink)
     await h.session.close()
+
+
+async def test_watchdog_follows_the_injected_clock(sim: Simulator, media_listener: Any) -> None:
+    stream = sim.create_stream(webhook=False)
+    stream.faults.send_keepalives = False  # a silent signaling socket: only the clock decides
+    now = [1000.0]
+    events: list[dict[str, Any]] = []
+    session = StreamSession(
+        StreamTarget.from_webhook(started_event(stream)),
+        settings(media_kinds=("audio",), subscribe_events=(), keepalive_watchdog_s=0.4),
+        sink=RecordingSink(),
+        on_event=events.append,
+        loop_time=lambda: now[0],
+        listener_class=media_listener,
+    )
+    await session.start()
+    await asyncio.sleep(0.5)  # real time passes, the injected clock does not: no watchdog
+    assert session.reconnects == 0 and not any(e["type"] == "watchdog" for e in events)
+    now[0] += 0.5  # 0.5 s of injected silence > 0.4 s watchdog: re-handshake on the same URL
+    await wait_for(lambda: session.reconnects == 1)
+    assert any(e["type"] == "watchdog" for e in events) and stream.client.signaling_accepted == 2
+    await session.close()
 
 
 async def test_reconnect_gives_up_after_window(sim_factory: Callable[..., Any], make_session: Callable[..., Harness]) -> None:
