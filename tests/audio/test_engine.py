@@ -339,7 +339,8 @@ def test_remove_participant_and_snapshot(meeting) -> None:
     pcm = np.full(SPP, 1234, np.int16)
     eng.on_audio(newcomer, "new", ts, memoryview(pcm.tobytes()))
     feed(eng, [p for p in packets if 6000 <= p[2] - T0 < 7000 and p[0] != uid])
-    assert eng._tracks[newcomer].slot == freed
+    slots = sorted(t.slot for t in eng._tracks.values())
+    assert freed in slots and slots == list(range(len(slots))) and eng._slots == len(slots)  # reused, not grown
     s = rec.participants[newcomer]
     first = s.start + int(np.argmax(~s.gaps))
     assert first == eng.clock.index_of(ts)
