@@ -498,6 +498,8 @@ cdef class ShmWriter(NativeSink):
 
     def set_origin(self, int64_t origin_ms):
         """Fix the media clock origin before the first audio packet (e.g. the rtms_started time)."""
+        if self._base == NULL:
+            raise ValueError("writer closed")
         if self._origin_set:
             raise ValueError("media clock origin already set")
         self._set_origin(origin_ms)
@@ -551,6 +553,7 @@ cdef class ShmWriter(NativeSink):
         s.ring.gap_first = s.gap_count
         rtms_store_relaxed_u64(&s.ring.write_index, 0)
         rtms_store_relaxed_u64(&s.ring.start_index, 0)
+        rtms_store_relaxed_u64(&s.ring.claim_index, 0)   # the new participant's clock position is its own
         s.write = 0
         _desc_end(s.desc)
         self._hdr.table_seq += 1

@@ -564,6 +564,8 @@ class AudioReader:
 
     def intact(self, index: int) -> bool:
         """True while frame ``index`` has not been overwritten (check after using a view)."""
+        if self._m.u32_at(self._desc_off + DESC["generation"]) != self._generation:
+            return False  # the ring now belongs to another participant
         claim = self._m.u64[self._claim]
         return claim <= self.capacity or index >= claim - self.capacity
 
@@ -597,8 +599,11 @@ class AudioReader:
         self._check_generation()
         w = self.write_index
         start = max(w - ms * self.rate // 1000, self.oldest())
+        if start >= w:
+            return self._pcm[:0]
         arr = self._view(start, w - start)
         cut = self.oldest() - start
+        self._check_generation()
         return arr[cut:] if cut > 0 else arr
 
     def read_since(self, cursor: int | None = None, max_frames: int | None = None) -> tuple[np.ndarray, int, int, list[Gap]]:
@@ -613,8 +618,8 @@ class AudioReader:
         own = cursor is None
         c = self.cursor if own else cursor
         w = self.write_index
-        if c > w:
-            raise ValueError(f"cursor {c} is ahead of the write index {w}")
+        if max(c, self.start_index) >= w:  # nothing new (or the participant's first packet is pending)
+            return self._pcm[:0], c, 0, []
         c = max(c, self.start_index)
         lost = 0
         oldest = self.oldest()
@@ -627,6 +632,7 @@ class AudioReader:
             cut = min(oldest, end) - c
             arr, lost, c = arr[cut:], lost + cut, c + cut
         gaps = self.gaps(c, end)
+        self._check_generation()  # reassigned while we read: what we have may be the new participant's
         if own:
             self.cursor = end
         return arr, end, lost, gaps

@@ -289,8 +289,17 @@ class ShmPublisher(_native.ShmWriter):
             os.close(fd)
         if origin_ms is not None:
             self.set_origin(origin_ms)
-        self._slot = directory._add(self) if directory is not None else -1
         self.closed = False
+        self._slot = -1
+        if directory is not None:
+            try:
+                self._slot = directory._add(self)
+            except (OverflowError, ValueError) as exc:
+                self.closed = True
+                self._end()
+                os.unlink(self.path)
+                self._close_map()
+                raise PublishError(f"cannot list stream {stream_id!r} in the directory: {exc}") from exc
 
     # -- MediaSink, Python path (on_audio/on_video/on_share are native) --------------------------
 

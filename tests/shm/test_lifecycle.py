@@ -177,3 +177,40 @@ def test_directory_watcher_wakes_when_streams_come_and_go(directory, make_pub, p
         assert watch.wait(timeout=60) is True and watch.streams() == []
         directory.close()  # gateway stops: the watcher notices
         assert watch.wait(timeout=60) is True and watch.streams() == []
+
+
+def test_full_directory_refuses_cleanly(prefix) -> None:
+    with ShmDirectory(ShmConfig(prefix=prefix, dir_slots=2)) as d:
+        a = ShmPublisher("a", d, audio=AudioParams())
+        b = ShmPublisher("b", d, audio=AudioParams())
+        with pytest.raises(PublishError, match="directory"):
+            ShmPublisher("c", d, audio=AudioParams())
+        assert len(leftovers(prefix)) == 3  # the directory and two streams: nothing half-made
+        a.close()
+        c = ShmPublisher("c", d, audio=AudioParams())  # a freed slot is reused
+        assert sorted(s.stream_id for s in client.list_streams(prefix)) == ["b", "c"]
+        b.close()
+        c.close()
+
+
+def test_closed_publisher_ignores_media_and_refuses_set_up(make_pub) -> None:
+    pub = make_pub()
+    pub.close()
+    assert not _native._test_write_audio(pub, 0, T0, pcm(0, 320))
+    pub.on_audio(0, None, T0, memoryview(pcm(0, 320)))
+    assert pub.publish_event({"type": "x"}) is False
+    with pytest.raises(ValueError):
+        pub.set_origin(T0)
+
+
+def test_reads_before_any_audio_are_empty(make_pub, prefix) -> None:
+    pub = make_pub()
+    with client.attach("stream-1", prefix=prefix) as s:
+        r = s.mixed()
+        arr, cursor, lost, gaps = r.read_since()
+        assert (len(arr), cursor, lost, gaps) == (0, 0, 0, [])
+        assert len(r.read_latest(100)) == 0
+        _native._test_write_audio(pub, 0, T0, pcm(0, 320))
+        assert r.read_since(10_000)[1:] == (10_000, 0, [])  # a cursor ahead: nothing yet
+        del arr
+    pub.close()
