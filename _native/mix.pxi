@@ -45,6 +45,9 @@ cdef extern from *:
     static GW_VEC void gw_sat_store(const int32_t* __restrict acc, int16_t* __restrict o, ptrdiff_t n) {
         for (ptrdiff_t i = 0; i < n; i++) o[i] = gw_sat16(acc[i]);
     }
+    static GW_VEC void gw_gain_store(const int32_t* __restrict acc, int16_t* __restrict o, ptrdiff_t n, int32_t g) {
+        for (ptrdiff_t i = 0; i < n; i++) o[i] = gw_sat16((int32_t)(((int64_t)acc[i] * g + 16384) >> 15));
+    }
     static GW_VEC void gw_i16_to_f32(const int16_t* __restrict a, float* __restrict o, ptrdiff_t n) {
         for (ptrdiff_t i = 0; i < n; i++) o[i] = (float)a[i] * (1.0f / 32768.0f);
     }
@@ -68,6 +71,7 @@ cdef extern from *:
     void gw_acc_add(int32_t* acc, const int16_t* a, Py_ssize_t n) nogil
     void gw_or_into(uint8_t* o, const uint8_t* a, Py_ssize_t n) nogil
     void gw_sat_store(const int32_t* acc, int16_t* o, Py_ssize_t n) nogil
+    void gw_gain_store(const int32_t* acc, int16_t* o, Py_ssize_t n, int32_t g) nogil
     void gw_i16_to_f32(const int16_t* a, float* o, Py_ssize_t n) nogil
     void gw_down_i16(const int16_t* a, int16_t* o, Py_ssize_t n) nogil
     void gw_down_f32(const int16_t* a, float* o, Py_ssize_t n) nogil
@@ -140,6 +144,7 @@ cdef class AudioStage:
     cdef uint8_t* _mixh
     cdef int32_t* _acc
     cdef int32_t* _mix_slots
+    cdef int32_t _gain_q15
     cdef Py_ssize_t _nmix
     cdef int64_t* _high
     # media clock and window (see gateway.audio): set by configure()
@@ -174,6 +179,7 @@ cdef class AudioStage:
         self._mix_slots = NULL
         self._nmix = 0
         self._high = NULL
+        self._gain_q15 = 32768
         self.rate_hz = 16000
         self.max_start = -1
         if self._acc == NULL:
@@ -422,6 +428,19 @@ cdef class AudioStage:
         self._check(slot)
         return self._have[slot * self.cap + (index & self.mask)] != 0
 
+    def set_mix_gain(self, double gain):
+        """Scale the mix by ``gain`` before saturating (e.g. 1/3: three full-scale speakers never clip).
+
+        Q15 fixed point, rounded; 1.0 (the default) is the plain saturating sum.
+        """
+        if not 0.0 < gain <= 1.0:
+            raise ValueError("AudioStage.set_mix_gain: gain must be in (0, 1]")
+        self._gain_q15 = <int32_t>(gain * 32768.0 + 0.5)
+
+    @property
+    def mix_gain(self):
+        return self._gain_q15 / 32768.0
+
     def set_mix_slots(self, slots):
         """The slots summed by :meth:`mix` (participants not excluded or muted)."""
         cdef Py_ssize_t k, n = len(slots)
@@ -478,6 +497,8 @@ cdef class AudioStage:
                         if nact < 64:
                             act[nact] = slot
                         nact += 1
+                if nact and self._gain_q15 != 32768:
+                    nact = 65  # a scaled mix takes the accumulator path: gain applied before saturating
                 if nact == 0:
                     memset(o, 0, seg * ch * 2)
                     memset(oh, 0, seg)
@@ -502,7 +523,10 @@ cdef class AudioStage:
                         slot = self._mix_slots[k]
                         gw_acc_add(acc, buf + (slot * cap + first) * ch, seg * ch)
                         gw_or_into(oh, have + slot * cap + first, seg)
-                    gw_sat_store(acc, o, seg * ch)
+                    if self._gain_q15 == 32768:
+                        gw_sat_store(acc, o, seg * ch)
+                    else:
+                        gw_gain_store(acc, o, seg * ch, self._gain_q15)
                 done += seg
             any1 = memchr(outh, 1, n) != NULL
             any0 = memchr(outh, 0, n) != NULL

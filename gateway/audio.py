@@ -34,8 +34,8 @@ active speakers, so a participant's silent turns are gaps too: ``gap`` means "no
 which a consumer can always tell from received audio that is quiet.
 
 **Mixing.** With ``data_opt`` 2 (one stream per speaker) the engine produces the mixed stream: the
-saturating int16 sum of the included participants (clip of the sum, once per sample), gap where no
-included participant had audio. With ``data_opt`` 1 Zoom's own mixed stream (``user_id`` 0) is passed
+saturating int16 sum of the included participants (clip of the sum, once per sample; optionally
+scaled by ``AudioConfig.mix_gain`` first, for headroom), gap where no included participant had audio. With ``data_opt`` 1 Zoom's own mixed stream (``user_id`` 0) is passed
 through as the mixed output. ``AudioConfig.mix_exclude`` and :meth:`AudioEngine.set_muted` remove
 participants from the mix (their own stream is still emitted).
 
@@ -153,6 +153,9 @@ class AudioConfig:
     snap_ms: int = 2
     #: Participants (user ids) left out of the computed mix.
     mix_exclude: frozenset[int] = frozenset()
+    #: Scale the computed mix before saturating (1.0: plain saturating sum; 1/3: three full-scale
+    #: speakers never clip). Q15 fixed point. Zoom's own mixed stream is passed through unscaled.
+    mix_gain: float = 1.0
     #: Fixed clock origin (epoch ms); None = first audio timestamp minus ``reorder_ms``.
     origin_ms: int | None = None
     #: Treat G.711 as mu-law instead of A-law.
@@ -248,6 +251,7 @@ class AudioEngine:
         self._slots = 0
         self._free_slots: list[int] = []  # slots of removed participants, reused by new ones
         self._stage = _native.AudioStage(4, self._cap, self.channels)
+        self._stage.set_mix_gain(cfg.mix_gain)
         mix_out = self._stage.mix_out
         self._mix_view = mix_out if self.channels == 1 else mix_out.reshape(-1, self.channels)
         self._mix_views: dict[int, np.ndarray] = {}

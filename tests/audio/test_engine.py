@@ -363,3 +363,15 @@ def test_per_participant_format_for_a_late_joiner(meeting) -> None:
     s = rec.participants[late.user_id]
     np.testing.assert_array_equal(sink.pcm, s.pcm)  # same rate and format: the very same frames
     assert sink.start == s.start
+
+
+def test_mix_gain_scales_before_saturating(meeting) -> None:
+    content, packets = meeting
+    _eng, rec = run(packets, config=AudioConfig(mix_gain=1 / 3))
+    n = 12000 * RATE // 1000
+    acc = sum(expected_int16(content, p.user_id, RATE, 0, 12000).astype(np.int64) for p in content.participants)
+    g = round(32768 / 3)
+    ref = np.clip((acc * g + 16384) >> 15, -32768, 32767).astype(np.int16)
+    check_stream_exact(rec.mixed, ref, coverage(packets, None, n))
+    with pytest.raises(ValueError):
+        AudioEngine(None, MULTI, AudioConfig(mix_gain=2.0))
