@@ -105,6 +105,7 @@ class SimConfig:
     duplicate_signaling: str = "reject"  # or "evict"
     close_after_reject: bool = True
     session_reason_key: str = "stop_reason"  # or "reason"
+    handshake_timeout_s: float = 10.0  # close sockets that send no msg 1/3 within this (scaled)
     stream_state_ts_seconds: bool = False  # sloppiness: msg 20 timestamp in seconds, like the docs' example
     user_id_as_string: bool = False  # sloppiness: events carry user_id as a string
     filter_events_by_subscription: bool = True
@@ -214,6 +215,7 @@ class _Conn(WSListener):
         self.ka_unanswered = 0
         self.ka_sequence = 0
         self.ka_task: asyncio.Task[None] | None = None
+        self._hs_timer: asyncio.TimerHandle | None = None
         self.last_send = 0.0
 
     # picows callbacks
@@ -221,6 +223,14 @@ class _Conn(WSListener):
         self.transport = transport
         self.alive = True
         self.sim._conns.add(self)
+        cfg = self.sim.config
+        self._hs_timer = self.sim.loop.call_later(cfg.scaled(cfg.handshake_timeout_s), self._handshake_timeout)
+
+    def _handshake_timeout(self) -> None:
+        """A socket that never completes its handshake is closed (1000), as a real server would."""
+        if not self.handshaken and self.alive:
+            self.sim.idle_closed += 1
+            self.close(WSCloseCode.OK, b"no handshake")
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         mt = frame.msg_type
@@ -235,6 +245,8 @@ class _Conn(WSListener):
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self.alive = False
+        if self._hs_timer is not None:
+            self._hs_timer.cancel()
         if self.ka_task is not None:
             self.ka_task.cancel()
         self.sim._conns.discard(self)
@@ -1046,6 +1058,7 @@ class Simulator:
         self.streams: dict[str, SimStream] = {}
         self.webhooks = WebhookEmitter(self.config.webhook_url, self.config.webhook_secret, duplicates=self.config.webhook_duplicates)
         self.rejections: list[tuple[str, int]] = []  # handshakes rejected before a stream was known
+        self.idle_closed = 0  # sockets closed for never sending a handshake
         self._listeners: dict[int, _Listener] = {}
         self._conns: set[_Conn] = set()
         self._loop: asyncio.AbstractEventLoop | None = None

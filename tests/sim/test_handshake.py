@@ -342,3 +342,10 @@ async def test_signaling_unsupported_protocol_version(profile: StatusProfile) ->
         stream = sim.create_stream(webhook=False)
         resp = await _signaling_reply(sim, Session(sim, stream).hello(protocol_version=2))
         assert resp["status_code"] == code(Status.INVALID_JSON, profile) and "protocol_version" in resp["reason"]
+
+
+async def test_socket_without_handshake_is_closed() -> None:
+    async with Simulator(config(handshake_timeout_s=0.2)) as sim:
+        ws = await TestClient.open(sim.signaling_url())
+        assert await ws.closed(3)
+        assert ws.ws.close_code == 1000 and sim.idle_closed == 1
