@@ -280,14 +280,18 @@ class StreamSession:
         if request and sig is not None and not sig.closed and not self._stopping:
             reply = sig.expect(MsgType.STREAM_CLOSE_RESP)
             if sig.send(protocol.build_stream_close_request(self.target.stream_id)):
+                self._no_reconnect = True  # from now on a lost signaling socket means "ended"
                 try:
                     async with asyncio.timeout(self.settings.close_timeout_s):
                         doc = await reply
                         status = doc.get("status_code", 0)
-                        if status == 0 and self.stop_reason is None:
-                            self.stop_reason = StopReason.STOP_BC_RECEIVER_REQUEST_CLOSE
-                        # msg 8 TERMINATED (or the server closing signaling) follows; it stops us.
-                        await self._closed.wait()
+                        if status == 0:
+                            if self.stop_reason is None:
+                                self.stop_reason = StopReason.STOP_BC_RECEIVER_REQUEST_CLOSE
+                            # msg 8 TERMINATED (or the server closing signaling) follows; it stops us.
+                            await self._closed.wait()
+                        else:
+                            log.warning("stream %s: STREAM_CLOSE_REQ refused (%s %s); closing locally", self.target.stream_id, status, doc.get("reason"))
                 except (TimeoutError, ConnectionError):
                     log.info("stream %s: no complete answer to STREAM_CLOSE_REQ; closing locally", self.target.stream_id)
             else:

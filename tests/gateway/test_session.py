@@ -514,6 +514,19 @@ async def test_single_participant_video_subscription(sim: Simulator, make_sessio
     await h.session.close()
 
 
+async def test_video_subscription_from_settings(sim: Simulator, make_session: Callable[..., Harness]) -> None:
+    stream = sim.create_stream(webhook=False)
+    uid = stream.content.participants[0].user_id
+    params = MediaParams(video=VideoParams(data_opt=DataOption.VIDEO_SINGLE_INDIVIDUAL_STREAM))
+    h = make_session(sim, stream=stream, media_kinds=("video",), media_params=params, video_subscribe_user=uid)
+    await h.session.start()
+    await wait_for(lambda: any(e["type"] == "video_subscription" for e in h.events))
+    answer = next(e for e in h.events if e["type"] == "video_subscription")
+    assert answer["user_id"] == uid and answer["status_code"] == 0
+    assert 28 in stream.client.types("signaling") and stream.video_subscription == uid
+    await h.session.close()
+
+
 async def test_fifty_concurrent_streams(sim_factory: Callable[..., Any], make_session: Callable[..., Harness]) -> None:
     sim = await sim_factory(participants=2)
     base = Baseline()
