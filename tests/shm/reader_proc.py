@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 import time
+import zlib
 
 from gateway import client
+
+SHM_DIR = os.environ.get("RTMS_SHM_DIR", client.DEFAULT_SHM_DIR)
 
 
 def follow(prefix: str, stream_id: str, users: list[int]) -> dict:
     """Read every audio frame of ``users`` and every video frame until the stream ends."""
-    s = client.attach(stream_id, prefix=prefix)
+    s = client.attach(stream_id, prefix=prefix, shm_dir=SHM_DIR)
     audio = {uid: s.audio(uid) for uid in users}
     for r in audio.values():
         r.cursor = 0
@@ -65,8 +69,63 @@ def follow(prefix: str, stream_id: str, users: list[int]) -> dict:
     return out
 
 
+def follow_all(prefix: str, stream_id: str) -> dict:
+    """Follow every participant as it appears (from its first frame) and every video frame.
+
+    Reports per participant the CRC-32 of the frames *received* (gap runs skipped) and per video
+    frame (seq, timestamp, user, CRC-32), to compare with what the simulator sent.
+    """
+    s = client.attach(stream_id, prefix=prefix, shm_dir=SHM_DIR)
+    readers: dict[int, client.AudioReader] = {}
+    crc: dict[int, int] = {}
+    lost: dict[int, int] = {}
+    video = s.video()
+    video.cursor = 0
+    frames_out: list[list[int]] = []
+    vlost = 0
+    table_seq = -1
+    print("ready", flush=True)
+    for _ in range(10_000_000):
+        ended = s.ended
+        seq = s._m.u64_at(client.STREAM["table_seq"])
+        if seq != table_seq:
+            table_seq = seq
+            for ring in s.participants():
+                if ring.user_id not in readers:
+                    r = client.AudioReader(s, ring)
+                    r.cursor = 0  # from the participant's first frame
+                    readers[ring.user_id] = r
+                    crc.setdefault(ring.user_id, 0)
+                    lost.setdefault(ring.user_id, 0)
+        progressed = False
+        for uid, r in readers.items():
+            arr, cursor, n_lost, gaps = r.read_since()
+            first = cursor - len(arr)
+            pos = first
+            for g in [*gaps, client.Gap(cursor, 0)]:
+                chunk = arr[pos - first : g.start - first].tobytes()
+                crc[uid] = zlib.crc32(chunk, crc[uid])
+                pos = g.start + g.length
+            if len(arr) and not r.intact(first):
+                n_lost += 1_000_000  # torn: fail loudly
+            lost[uid] += n_lost
+            progressed |= len(arr) > 0
+            del arr
+        frames, _, n_lost = video.read_since()
+        for f in frames:
+            frames_out.append([f.seq, f.timestamp_ms, f.user_id, zlib.crc32(f.data.tobytes())])
+        vlost += n_lost
+        progressed |= bool(frames)
+        del frames
+        if ended and not progressed:
+            break
+        if not progressed:
+            s.wait(timeout=1.0)
+    return {"audio": {str(u): {"crc": crc[u], "lost": lost[u]} for u in readers}, "video": frames_out, "video_lost": vlost}
+
+
 def wait_once(prefix: str, stream_id: str, timeout: float) -> dict:
-    s = client.attach(stream_id, prefix=prefix)
+    s = client.attach(stream_id, prefix=prefix, shm_dir=SHM_DIR)
     r = s.mixed()
     r.seek_latest()
     print("ready", flush=True)
@@ -82,7 +141,7 @@ def wait_once(prefix: str, stream_id: str, timeout: float) -> dict:
 
 def spin(prefix: str, stream_id: str) -> None:
     """Read and block forever (the test kills it with SIGKILL at some point)."""
-    s = client.attach(stream_id, prefix=prefix)
+    s = client.attach(stream_id, prefix=prefix, shm_dir=SHM_DIR)
     r = s.mixed()
     v = s.video()
     print("ready", flush=True)
@@ -96,7 +155,7 @@ def spin(prefix: str, stream_id: str) -> None:
 
 def behind(prefix: str, stream_id: str) -> dict:
     """Attach, wait for the writer to lap us (signalled on stdin), then report the exact loss."""
-    s = client.attach(stream_id, prefix=prefix)
+    s = client.attach(stream_id, prefix=prefix, shm_dir=SHM_DIR)
     r = s.mixed()
     r.cursor = 0
     v = s.video()
@@ -115,7 +174,9 @@ def behind(prefix: str, stream_id: str) -> dict:
 
 if __name__ == "__main__":
     mode, prefix, stream = sys.argv[1:4]
-    if mode == "follow":
+    if mode == "followall":
+        print(json.dumps(follow_all(prefix, stream)), flush=True)
+    elif mode == "follow":
         print(json.dumps(follow(prefix, stream, [int(u) for u in sys.argv[4].split(",")])), flush=True)
     elif mode == "wait":
         print(json.dumps(wait_once(prefix, stream, float(sys.argv[4]))), flush=True)
