@@ -116,6 +116,11 @@ def _fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 def _map_count() -> int:
     with open("/proc/self/maps") as f:
         return sum(1 for _ in f)
@@ -135,11 +140,12 @@ def test_thousands_of_streams_leak_nothing(directory, prefix) -> None:
 
     for i in range(50):
         cycle(i)
-    fds, maps = _fd_count(), _map_count()
+    fds, maps, rss = _fd_count(), _map_count(), _rss_bytes()
     for i in range(50, 2050):
         cycle(i)
     assert _fd_count() <= fds + 2
     assert _map_count() <= maps + 8
+    assert _rss_bytes() - rss < 16 * 1024 * 1024  # generous: 2,000 streams of ~3.4 MB each would be 6.8 GB
     assert leftovers(prefix) == [f"{prefix}.dir"]
     assert client.list_streams(prefix) == []
 
