@@ -199,6 +199,7 @@ class StreamSession:
         self.participants: dict[int, str | None] = {}
         self.reconnects = 0
         self.media_reconnects = 0
+        self.rtt_ms: float | None = None
         self._server_urls = target.server_urls
         self._instance_key = self._handshake_key()
         self._signature = protocol.handshake_signature(settings.client_id, settings.client_secret, target.instance_id, target.stream_id)
@@ -323,6 +324,14 @@ class StreamSession:
         status = doc.get("status_code", 0)
         return int(status) if isinstance(status, int) else -1
 
+    async def measure_rtt(self, rounds: int = 3) -> float:
+        """Signaling round-trip time in ms (WebSocket ping/pong); also kept for :meth:`stats`."""
+        sig = self._signaling
+        if sig is None or sig.closed:
+            raise SessionClosed("no signaling connection", reason=self.stop_reason)
+        self.rtt_ms = await sig.measure_rtt(rounds, self.settings.handshake_timeout_s)
+        return self.rtt_ms
+
     def stats(self) -> dict[str, Any]:
         """Counters for metrics and the demo table (cheap; call as often as needed).
 
@@ -366,6 +375,7 @@ class StreamSession:
             "parse_errors": {"signaling": self._sig_unparseable + (sig.unparseable if sig is not None else 0)},
             "keepalives_answered": keepalives,
             "keepalive_lag_ms": sig.keepalive_lag_ms if sig is not None else None,
+            "rtt_ms": self.rtt_ms,
             "reconnects": self.reconnects,
             "media_reconnects": self.media_reconnects,
             "participants": len(self.participants),

@@ -150,6 +150,15 @@ class SignalingConnection:
         except Exception:  # wait_disconnected re-raises a listener error: already logged
             log.debug("signaling ended with an error", exc_info=True)
 
+    async def measure_rtt(self, rounds: int = 1, timeout_s: float = 5.0) -> float:
+        """Round-trip time in ms by WebSocket ping/pong (median of ``rounds``)."""
+        t = self._transport
+        if t is None or self.closed:
+            raise ConnectionError("signaling socket is closed")
+        async with asyncio.timeout(timeout_s):
+            samples = sorted(await t.measure_roundtrip_time(rounds))
+        return samples[len(samples) // 2] * 1000.0
+
     # ------------------------------------------------------------------ sending and waiting
 
     def send(self, msg: dict[str, Any]) -> bool:

@@ -434,6 +434,9 @@ async def test_signaling_drop_without_webhook_uses_watchdog(sim_factory: Callabl
     await h.session.start()
     await wait_for(lambda: h.session.stats()["keepalives_answered"]["signaling"] >= 6)
     assert h.session.reconnects == 0
+    rtt = await h.session.measure_rtt()
+    assert rtt >= 0 and h.session.stats()["rtt_ms"] == rtt
+    assert h.session.stats()["keepalive_lag_ms"] is not None
     c = h.stream.client  # every keep-alive answered on its own socket with the right timestamp
     assert c.keepalive_accepted["signaling"] >= 6 and c.keepalive_accepted.get("media:audio", 0) >= 1
     assert not c.keepalive_rejected
