@@ -791,17 +791,21 @@ class StreamSession:
         self._emit(record)
 
     def _on_media_interrupted(self, mask: Any) -> None:
-        """Event 7: Zoom says a media socket died; reconnect that one (close ours if still open)."""
+        """Event 7 / msg 8 reason 14: Zoom says a media socket died; reconnect it now.
+
+        Sockets already seen closed are queued at once; one still open from our side is left to
+        its own close event (the server has dropped it), which then finds the signal and
+        reconnects without waiting. Closing it here could hit a socket we already replaced.
+        """
         self._media_signal.set()
         if isinstance(mask, int) and not isinstance(mask, bool) and mask > 0:
             keys = ["all"] if "all" in self._media else [k for k in protocol.media_kinds(mask) if k in self._media]
         else:
-            keys = [k for k, c in self._media.items() if c.closed]
+            keys = list(self._media)
         for key in keys:
             conn = self._media.get(key)
-            if conn is not None and not conn.closed:
-                conn.close()  # the server dropped it; our side may not have noticed yet
-            self._queue_media(key)
+            if conn is not None and conn.closed:
+                self._queue_media(key)
 
     def _on_stream_state(self, upd: protocol.StateUpdate) -> None:
         try:
