@@ -218,3 +218,17 @@ def test_engine_output_written_at_explicit_indices(make_pub) -> None:
         assert r.index_of(T0) == 1600
         del arr
     pub.close()
+
+
+def test_jitter_tolerance_snaps_packets_onto_the_write_index(make_pub) -> None:
+    pub = make_pub(jitter_ms=2)
+    write = _native._test_write_audio
+    for i, ts in enumerate((T0, T0 + 21, T0 + 39, T0 + 62, T0 + 90)):  # +1, -1, +2 ms of jitter, then +10
+        assert write(pub, 0, ts, pcm(i * SPP, SPP))
+    with client.attach("stream-1", prefix=pub.config.prefix) as s:
+        arr, cursor, _, gaps = s.mixed().read_since(0)
+        # The first four are contiguous (snapped); the fifth is 10 ms late: a real gap of 160 frames.
+        assert gaps == [client.Gap(4 * SPP, 160)] and cursor == 5 * SPP + 160
+        assert arr[: 4 * SPP].tobytes() == pcm(0, 4 * SPP)
+        del arr
+    pub.close()
