@@ -6,6 +6,8 @@ import random
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.audio import MIXED, AudioConfig, AudioEngine
 from gateway.protocol import AudioParams, Codec, DataOption, SampleRate
@@ -375,3 +377,40 @@ def test_mix_gain_scales_before_saturating(meeting) -> None:
     check_stream_exact(rec.mixed, ref, coverage(packets, None, n))
     with pytest.raises(ValueError):
         AudioEngine(None, MULTI, AudioConfig(mix_gain=2.0))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.floats(0.0, 0.2), st.floats(0.0, 0.2), st.floats(0.0, 0.3))
+def test_random_loss_duplication_and_reordering_inside_the_window(seed: int, p_drop: float, p_dup: float, p_swap: float) -> None:
+    content = MeetingContent(3, seed=seed % 1000)
+    packets = meeting_packets(content, MULTI, 0, 3000)
+    rng = random.Random(seed)
+    kept, dropped, dups = [], [], 0
+    for pk in packets:
+        r = rng.random()
+        if r < p_drop:
+            dropped.append(pk)
+            continue
+        kept.append(pk)
+        if r < p_drop + p_dup:
+            kept.append(pk)  # an exact duplicate (re-sent right away or, after a swap, a bit later)
+            dups += 1
+    k = 0
+    while k < len(kept) - 1:  # disjoint swaps of packets at most 20 ms apart (well inside the 60 ms window)
+        if rng.random() < p_swap and kept[k + 1][2] - kept[k][2] <= 20:
+            kept[k], kept[k + 1] = kept[k + 1], kept[k]
+            k += 1
+        k += 1
+    eng, rec = run(kept)
+    assert eng.stats.duplicates == dups and eng.stats.late_packets == 0
+    n = 3000 * RATE // 1000
+    for p in content.participants:
+        if p.user_id not in rec.participants:
+            assert not any(pk[0] == p.user_id for pk in kept)
+            continue
+        cov = coverage(kept, p.user_id, n)
+        exp = np.where(cov, expected_int16(content, p.user_id, RATE, 0, 3000), 0).astype(np.int16)
+        check_stream_exact(rec.participants[p.user_id], exp, cov)
+    cov = coverage(kept, None, n)
+    mixed = sum(np.where(coverage(kept, p.user_id, n), expected_int16(content, p.user_id, RATE, 0, 3000), 0).astype(np.int32) for p in content.participants)
+    check_stream_exact(rec.mixed, np.clip(mixed, -32768, 32767).astype(np.int16), cov)
