@@ -39,6 +39,17 @@ scaled by ``AudioConfig.mix_gain`` first, for headroom), gap where no included p
 through as the mixed output. ``AudioConfig.mix_exclude`` and :meth:`AudioEngine.set_muted` remove
 participants from the mix (their own stream is still emitted).
 
+**Usage**::
+
+    engine = AudioEngine(output, params)      # output: an AudioOutput (the shm publisher's adapter)
+    sink.on_audio = engine.on_audio           # fed by the media listener; on_media_params too
+    ring = MirroredRing(32 * 16000)           # a consumer format, produced once per (source, format)
+    engine.add_format(AudioFormat(16000, "float32", 1), ring)
+    reader = WindowReader(ring, window=30 * 16000, hop=16000)
+    for start, window in reader.ready():      # zero-copy 30 s windows every second
+        model(window, ring.gap_view(start, len(window)))
+    engine.flush(final=True)                  # end of stream
+
 **Output.** PCM handed to an :class:`AudioOutput` or :class:`FormatSink` is *borrowed* (a view of a
 staging ring or scratch buffer, valid during the call). Mono is 1-D ``(frames,)``, stereo 2-D
 ``(frames, 2)``. Gap PCM is a read-only zero-stride view of zeros, so a gap of any length costs
