@@ -484,6 +484,74 @@ async def test_reconnect_gives_up_after_window(sim_factory: Callable[..., Any], 
     await base.check()
 
 
+async def test_transient_rejection_during_reconnect_is_retried(sim: Simulator, make_session: Callable[..., Harness]) -> None:
+    h = make_session(sim, media_kinds=("audio",))
+    await h.session.start()
+    h.stream.drop_signaling()
+    h.stream.reject_next_signaling(Status.DUPLICATE_SIGNAL_REQUEST)  # the server still holds the old one
+    await h.session.interrupted()
+    assert h.stream.client.signaling_rejected == [StatusB.STATUS_DUPLICATE_SIGNAL_REQUEST]
+    assert h.session.reconnects == 1 and h.session.error is None
+    await frames_grow(h.sink)
+    await h.session.close()
+
+
+async def test_permanent_rejection_during_reconnect_ends_the_stream(sim: Simulator, make_session: Callable[..., Harness]) -> None:
+    base = Baseline()
+    h = make_session(sim, media_kinds=("audio",))
+    await h.session.start()
+    h.stream.drop_signaling()
+    h.stream.reject_next_signaling(Status.INVALID_STREAM_ID)
+    with pytest.raises(HandshakeError) as info:
+        await h.session.interrupted()
+    assert info.value.status_code == StatusB.STATUS_INVALID_RTMS_STREAM_ID
+    await h.session.wait_closed()
+    assert h.session.error is info.value and h.session.state is SessionState.STOPPED
+    await base.check()
+
+
+@pytest.mark.parametrize("notice", ["session_stopped", "stream_terminating"])
+async def test_no_reconnect_once_the_server_is_ending(sim: Simulator, make_session: Callable[..., Harness], notice: str) -> None:
+    h = make_session(sim, media_kinds=("audio",))
+    await h.session.start()
+    if notice == "session_stopped":
+        h.stream._send_sig(protocol.build_session_state_update(SessionState.STOPPED, h.stream.session_id, 1, StopReason.STOP_BC_USER_LEFT))
+        await wait_for(lambda: h.session.state is SessionState.STOPPED)
+    else:
+        h.stream._send_sig(protocol.build_stream_state_update(StreamState.TERMINATING, StopReason.STOP_BC_MEETING_ENDED, 1))
+        await wait_for(lambda: h.session.stream_state is StreamState.TERMINATING)
+    h.stream.drop_signaling()  # the socket goes away without TERMINATED: no reconnect, the stream is over
+    async with asyncio.timeout(10):
+        await h.session.wait_closed()
+    assert h.session.reconnects == 0 and h.stream.client.signaling_handshakes == 1
+    if notice == "session_stopped":
+        assert h.session.stop_reason == StopReason.STOP_BC_USER_LEFT
+
+
+async def test_server_that_never_answers_times_out(media_listener: Any) -> None:
+    from picows import WSListener, ws_create_server
+
+    server = await ws_create_server(lambda _request: WSListener(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    base = Baseline()
+    target = StreamTarget(Product.MEETING, "M==", "meeting_uuid", "s-1", f"ws://127.0.0.1:{port}/signaling")
+    session = StreamSession(target, settings(handshake_timeout_s=0.3), sink=RecordingSink(), listener_class=media_listener)
+    with pytest.raises(TimeoutError):
+        await session.start()
+    assert session.state is SessionState.STOPPED
+    server.close()
+    await server.wait_closed()
+    await base.check()
+
+
+async def test_no_offered_media_kind_is_a_protocol_error(sim_factory: Callable[..., Any], make_session: Callable[..., Harness]) -> None:
+    sim = await sim_factory(scopes=("video",), include_all_url=False)
+    h = make_session(sim, media_kinds=("audio", "transcript"))
+    with pytest.raises(ProtocolError, match="offers none"):
+        await h.session.start()
+    assert h.session.state is SessionState.STOPPED
+
+
 # ---------------------------------------------------------------------------- isolation, video, scale
 
 
