@@ -251,8 +251,8 @@ class StreamSession:
         except BaseException:
             await self.wait_closed()
             raise
-        # "media is flowing" is announced by msg 9 STARTED / msg 8 ACTIVE; servers that never
-        # send it only cost this bounded wait.
+        # "media is flowing" is announced by the first msg 9 / msg 8 (STARTED, ACTIVE, or PAUSED
+        # when joining a paused stream); servers that never send one only cost this bounded wait.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.settings.handshake_timeout_s):
                 await self._active.wait()
@@ -815,8 +815,7 @@ class StreamSession:
             return
         self.stream_state = state
         self._emit({"type": "stream_state", "state": state.name, "reason": upd.reason, "timestamp": upd.timestamp})
-        if state in (StreamState.ACTIVE, StreamState.RESUMED):
-            self._active.set()
+        self._active.set()  # the server has spoken about the stream: start() need not wait longer
         if state is StreamState.PAUSED:
             self._set_state(SessionState.PAUSED)
         elif state is StreamState.RESUMED:
@@ -843,8 +842,7 @@ class StreamSession:
             self._no_reconnect = True
             if self.stop_reason is None and upd.reason:
                 self.stop_reason = upd.reason
-        if state in (SessionState.STARTED, SessionState.RESUMED):
-            self._active.set()
+        self._active.set()
         self._set_state(state, reason=upd.reason if state is SessionState.STOPPED else None, timestamp=upd.timestamp)
 
     # ------------------------------------------------------------------ events out

@@ -126,7 +126,7 @@ async def test_handshake_and_media_are_exact(sim: Simulator, make_session: Calla
     h = make_session(sim, backlog_ms=12_000, media_params=params, listener_class=listener_impl(impl))
     await h.session.start()
     s, st = h.session, h.stream
-    assert s.state is SessionState.STARTED and s.stream_state is StreamState.ACTIVE
+    await wait_for(lambda: s.state is SessionState.STARTED and s.stream_state is StreamState.ACTIVE)
     assert s.rtms_session_id == st.session_id
     assert s.first_packet_timestamp == st.started_ms
     # the client did what the protocol asks, in order: 1, 3 x kinds, 7 on signaling, then 5
