@@ -166,6 +166,7 @@ cdef class AudioStage:
     cdef readonly int64_t late_frames
     cdef readonly int64_t snapped
     cdef readonly int64_t empty
+    cdef readonly int64_t oversized
 
     def __cinit__(self, Py_ssize_t slots, Py_ssize_t cap, Py_ssize_t channels):
         import numpy as np
@@ -281,6 +282,9 @@ cdef class AudioStage:
         cdef Py_ssize_t present
         if n <= 0:
             self.empty += 1
+            return -1
+        if n > self.cap // 2:  # far longer than any negotiated packet: never let it move the clock
+            self.oversized += 1
             return -1
         if high >= 0 and idx != high and -self.snap <= idx - high <= self.snap:
             idx = high

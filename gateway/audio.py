@@ -387,7 +387,7 @@ class AudioEngine:
         """Counters so far (a fresh snapshot on each access)."""
         stage, py, old = self._stage, self._py_stats, self._retired
         return AudioStats(
-            packets=old.packets + stage.packets + stage.empty + py.ignored + py.decode_errors + py.duplicates,
+            packets=old.packets + stage.packets + stage.empty + stage.oversized + py.ignored + py.decode_errors + py.duplicates,
             frames=old.frames + stage.frames,
             duplicates=old.duplicates + stage.duplicates + py.duplicates,
             overlap_frames=old.overlap_frames + stage.overlap_frames,
@@ -397,7 +397,7 @@ class AudioEngine:
             gap_frames=old.gap_frames + py.gap_frames,
             decode_errors=old.decode_errors + py.decode_errors,
             snapped=old.snapped + stage.snapped,
-            ignored=old.ignored + py.ignored + stage.empty,
+            ignored=old.ignored + py.ignored + stage.empty + stage.oversized,
             reconfigures=py.reconfigures,
         )
 

@@ -294,6 +294,8 @@ def test_wrong_mode_packets_and_empty_payloads_are_counted() -> None:
     eng.on_audio(5, "x", T0, memoryview(b""))
     assert eng.stats.ignored == 2
     assert MIXED not in rec.participants
+    eng.on_audio(5, "x", T0 + 20, memoryview(bytes(2 * 60 * RATE)))  # a minute in one packet: refused, counted
+    assert eng.stats.ignored == 3 and eng.closed_index == 0 and eng.stats.frames == 0
 
 
 def test_media_params_configure_the_engine_and_a_change_starts_a_new_clock() -> None:
