@@ -411,7 +411,12 @@ class AudioEngine:
                 conv.flush()
 
     def advance(self, timestamp: int) -> None:
-        """Close windows up to ``timestamp - reorder_ms`` although no packet arrived (idle meeting)."""
+        """Close windows up to ``timestamp - reorder_ms`` although no packet arrived (idle meeting).
+
+        Publishes marked gaps so readers see the clock move. Do not call it while a reconnection
+        is under way: audio Zoom buffered meanwhile is replayed afterwards (PROTOCOL.md 6) and
+        would then arrive late and be dropped.
+        """
         if self.clock is None:
             return
         target = self.clock.index_of(timestamp) - self._window
