@@ -771,6 +771,8 @@ class MirroredRing:
         self.end = 0  # one past the newest index written
 
     def write(self, sample_index: int, pcm: np.ndarray, gap: bool) -> None:
+        if pcm.dtype != self.data.dtype:  # int16 into a float32 ring would store unscaled values
+            raise TypeError(f"ring holds {self.data.dtype}, got {pcm.dtype}: attach it to a matching AudioFormat")
         if self.start is None:
             self.start = self.end = sample_index
         if sample_index > self.end:  # a skipped span is a gap

@@ -69,3 +69,9 @@ def test_engine_format_into_windows() -> None:
         k = start - 960  # the engine's index 0 is one reorder window (60 ms) before the first packet
         lo = max(k, 0)
         np.testing.assert_array_equal(view[lo - k :], ref[lo : k + len(view)])
+
+
+def test_ring_refuses_a_mismatched_sample_format() -> None:
+    ring = MirroredRing(64, dtype=np.float32)
+    with pytest.raises(TypeError):
+        ring.write(0, np.zeros(4, np.int16), False)
