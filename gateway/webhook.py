@@ -158,7 +158,7 @@ class WebhookReceiver:
         if not timestamp:
             raise Rejected(401, "missing_timestamp", f"no {TIMESTAMP_HEADER} header")
         ts_text = timestamp.strip()
-        if not ts_text.isdigit() or len(ts_text) > 15:
+        if not (ts_text.isascii() and ts_text.isdigit()) or len(ts_text) > 15:
             raise Rejected(400, "bad_timestamp", f"{TIMESTAMP_HEADER} must be decimal seconds")
         if abs(now - int(ts_text)) > self.tolerance_s:
             raise Rejected(401, "stale_timestamp", f"{TIMESTAMP_HEADER} outside the {self.tolerance_s:g} s window")

@@ -56,6 +56,8 @@ REJECTIONS = [
     ("missing_signature", started(), lambda b: {k: v for k, v in sign(b).items() if k != "x-zm-signature"}, 401, "missing_signature"),
     ("missing_timestamp", started(), lambda b: {k: v for k, v in sign(b).items() if k != "x-zm-request-timestamp"}, 401, "missing_timestamp"),
     ("non_numeric_timestamp", started(), lambda b: {**sign(b), "x-zm-request-timestamp": "yesterday"}, 400, "bad_timestamp"),
+    ("superscript_timestamp", started(), lambda b: {**sign(b), "x-zm-request-timestamp": "17\u00b2"}, 400, "bad_timestamp"),
+    ("negative_timestamp", started(), lambda b: {**sign(b), "x-zm-request-timestamp": "-5"}, 400, "bad_timestamp"),
     ("stale", started(), lambda b: sign(b, ts=int(time.time()) - 301), 401, "stale_timestamp"),
     ("future", started(), lambda b: sign(b, ts=int(time.time()) + 400), 401, "stale_timestamp"),
     ("malformed_json", b'{"event": "meeting.rtms_started", ', lambda b: sign(b), 400, "malformed_json"),
