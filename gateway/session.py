@@ -87,6 +87,12 @@ _EVENT_NAMES: dict[int, str] = {
     EventType.CHAT_GROUP_MEMBERS_DELETE: "chat_group_members_delete",
     EventType.CHAT_GROUP_MEMBER_STATUS_UPDATE: "chat_group_member_status_update",
 }
+#: default event subscriptions: speaker, join/leave, sharing, video on/off for meetings,
+#: webinars and Video SDK; every call event for Contact Center (its numbers overlap 8-14).
+MEETING_EVENTS: tuple[int, ...] = (2, 3, 4, 5, 6, 8, 9)
+DEFAULT_EVENTS: dict[Product, tuple[int, ...]] = {
+    Product.CONTACT_CENTER: tuple(int(e) for e in protocol.ZccEventType if e != protocol.ZccEventType.UNDEFINED),
+}
 #: kinds whose server_urls key is UNCONFIRMED: fall back to the ``all`` URL (PROTOCOL.md 2.5).
 _ALL_FALLBACK_KINDS = frozenset({"deskshare", "chat"})
 
@@ -128,7 +134,8 @@ class SessionSettings:
     media_kinds: tuple[str, ...] = ("audio", "video", "transcript")
     unified: bool = False
     media_params: MediaParams | Mapping[str, Any] | None = None  # None: the raw protocol's defaults for media_kinds
-    subscribe_events: tuple[int, ...] = (2, 3, 4, 5, 6, 8, 9)
+    #: events to subscribe (msg 5); None = the product's default (:data:`DEFAULT_EVENTS`).
+    subscribe_events: tuple[int, ...] | None = None
     buffer_data: bool = True
     status_profile: str = "B"
     handshake_timeout_s: float = 10.0
@@ -538,7 +545,8 @@ class StreamSession:
         if sig.closed:
             raise ConnectionError("signaling closed during the media handshakes")
         sig.send(protocol.build_client_ready_ack(self.target.stream_id))
-        events = protocol.build_event_subscription(s.subscribe_events)
+        wanted = s.subscribe_events if s.subscribe_events is not None else DEFAULT_EVENTS.get(self.target.product, MEETING_EVENTS)
+        events = protocol.build_event_subscription(wanted)
         if events["events"]:
             sig.send(events)
         if s.video_subscribe_user is not None and "video" in plan:

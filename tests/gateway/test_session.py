@@ -181,6 +181,11 @@ async def test_contact_center_uses_engagement_id(sim_factory: Callable[..., Any]
     assert h.session.target.instance_key == "engagement_id"
     await h.session.start()  # the simulator accepts the signature only over the engagement id
     await frames_grow(h.sink)
+    assert protocol.ZccEventType.CONSUMER_ANSWERED in h.stream.client.subscriptions
+    assert protocol.ZccEventType.TRANSFER_COMPLETED in h.stream.client.subscriptions
+    await wait_for(lambda: "zcc_event" in h.types())
+    answered = next(e for e in h.events if e["type"] == "zcc_event")
+    assert answered["event_type"] == protocol.ZccEventType.CONSUMER_ANSWERED and "channel_id" in answered["participant_info"]
     await h.session.close()
     assert h.session.state is SessionState.STOPPED
 
