@@ -396,6 +396,31 @@ async def test_stop_while_starting(sim: Simulator, make_session: Callable[..., H
     await base.check()
 
 
+async def test_unified_socket_drop_reconnects_the_all_socket(sim: Simulator, make_session: Callable[..., Harness]) -> None:
+    h = make_session(sim, unified=True, media_kinds=("audio", "transcript"))
+    await h.session.start()
+    await frames_grow(h.sink)
+    h.stream.abort_media("audio")  # the server drops the one "all" socket
+    await wait_for(lambda: h.session.media_reconnects == 1)
+    assert [label for label, status in h.stream.client.media_handshakes if status == 0] == ["media:all", "media:all"]
+    await frames_grow(h.sink)
+    await h.session.close()
+
+
+async def test_sloppy_server_variants(sim_factory: Callable[..., Any], make_session: Callable[..., Harness]) -> None:
+    sim = await sim_factory(user_id_as_string=True, session_reason_key="reason")
+    h = make_session(sim, media_kinds=("audio",))
+    await h.session.start()
+    await wait_for(lambda: "participant_join" in h.types())
+    join = next(e for e in h.events if e["type"] == "participant_join")
+    assert all(isinstance(p["user_id"], int) for p in join["participants"])  # "123" on the wire
+    assert h.session.participants and all(isinstance(uid, int) for uid in h.session.participants)
+    h.stream.terminate(StopReason.STOP_BC_MEETING_ENDED)  # msg 9 carries "reason", not "stop_reason"
+    await h.session.wait_closed()
+    stopped = [e for e in h.events if e["type"] == "session_state" and e["state"] == "STOPPED"]
+    assert stopped[0]["stop_reason"] == StopReason.STOP_BC_MEETING_ENDED
+
+
 async def test_failover_to_second_listener(sim: Simulator, make_session: Callable[..., Harness]) -> None:
     await sim._ensure_listener(1)  # the second server's listening sockets belong to the baseline
     base = Baseline()
