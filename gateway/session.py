@@ -243,6 +243,10 @@ class StreamSession:
         """
         if self._task is not None:
             raise RuntimeError("StreamSession.start() called twice")
+        if self._stopping:  # rtms_stopped (or close) came first
+            self._set_state(SessionState.STOPPED)
+            self._closed.set()
+            raise SessionClosed(f"stream {self.target.stream_id} was stopped before it started", reason=self.stop_reason)
         loop = asyncio.get_running_loop()
         self._started = loop.create_future()
         self._last_sig_rx = self._clock()
@@ -278,6 +282,7 @@ class StreamSession:
     async def close(self, *, request: bool = False) -> None:
         """Stop the stream. ``request=True`` first asks Zoom to end it (msg 21, waits for 22/TERMINATED)."""
         if self._task is None:
+            self._stopping = True
             self._set_state(SessionState.STOPPED)
             self._closed.set()
             return

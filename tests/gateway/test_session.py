@@ -335,6 +335,13 @@ async def test_close_before_start_and_twice(sim: Simulator, make_session: Callab
     h = make_session(sim)
     await h.session.close()
     assert h.session.state is SessionState.STOPPED
+    with pytest.raises(SessionClosed):
+        await h.session.start()
+    early = make_session(sim)
+    early.session.stopped(StopReason.STOP_BC_MEETING_ENDED)  # rtms_stopped before the session ran
+    with pytest.raises(SessionClosed):
+        await early.session.start()
+    assert early.session.stop_reason == StopReason.STOP_BC_MEETING_ENDED and early.session.closed
     h2 = make_session(sim)
     await h2.session.start()
     await h2.session.close()
