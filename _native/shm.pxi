@@ -591,7 +591,7 @@ cdef class ShmWriter(NativeSink):
         if not self._origin_set:
             self._set_origin(timestamp)
         cdef uint64_t frames = <uint64_t>nbytes // s.fb
-        if frames == 0 or timestamp < self._origin_ms:
+        if frames == 0 or frames > s.cap or timestamp < self._origin_ms:  # empty, longer than the ring, or too old
             s.ring.dropped_packets += 1
             return NULL
         return self._pcm_reserve_at(s, <uint64_t>(timestamp - self._origin_ms) * self._rate // 1000, frames, nbytes)
@@ -852,7 +852,7 @@ cdef class ShmWriter(NativeSink):
             return False
         cdef Py_ssize_t n = data.shape[0]
         cdef _PcmSlot* s = self._slot_for(user_id)
-        if s == NULL or n < <Py_ssize_t>s.fb:
+        if s == NULL or n < <Py_ssize_t>s.fb or <uint64_t>n > s.cap * s.fb:
             return False
         cdef uint8_t* dst = self._pcm_reserve_at(s, index, <uint64_t>n // s.fb, n)
         if dst == NULL:

@@ -232,3 +232,15 @@ def test_jitter_tolerance_snaps_packets_onto_the_write_index(make_pub) -> None:
         assert arr[: 4 * SPP].tobytes() == pcm(0, 4 * SPP)
         del arr
     pub.close()
+
+
+def test_packet_longer_than_the_ring_is_dropped(make_pub) -> None:
+    pub = make_pub(audio_seconds=0.1)  # 2,048 frames
+    assert not _native._test_write_audio(pub, 0, T0, bytes(2 * 2049))
+    assert _native._test_write_audio(pub, 0, T0, pcm(0, 2048))  # exactly a ring: accepted (via scratch)
+    with client.attach("stream-1", prefix=pub.config.prefix) as s:
+        arr, cursor, lost, _ = s.mixed().read_since(0)
+        assert (cursor, lost, arr.tobytes()) == (2048, 0, pcm(0, 2048))
+        assert s.mixed().stats()["dropped_packets"] == 1
+        del arr
+    pub.close()
