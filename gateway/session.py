@@ -648,6 +648,7 @@ class StreamSession:
             else:
                 self.reconnects += 1
                 self._last_sig_rx = self._clock()
+                log.warning("stream %s: reconnected after %s (%d attempt(s))", self.target.stream_id, why, attempt + 1)
                 self._emit({"type": "reconnected", "scope": "stream", "why": why, "attempts": attempt + 1})
                 return
             delay = self._backoff(attempt)
@@ -689,6 +690,7 @@ class StreamSession:
                     return
                 sig.send(protocol.build_client_ready_ack(self.target.stream_id))
                 self.media_reconnects += 1
+                log.warning("stream %s: media %s reconnected (%d attempt(s))", self.target.stream_id, key, attempt + 1)
                 self._emit({"type": "reconnected", "scope": "media", "kind": key, "attempts": attempt + 1})
                 return
             delay = self._backoff(attempt)
