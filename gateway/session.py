@@ -409,6 +409,7 @@ class StreamSession:
                 self._started.set_exception(exc)
                 return  # teardown in finally
             self._started.set_result(None)
+            log.info("stream %s started: media sockets %s", self.target.stream_id, ", ".join(self._media))
             await self._supervise()
         except (asyncio.CancelledError, _Stop):
             pass
