@@ -229,3 +229,36 @@ def test_bench_runs_a_named_benchmark_with_its_arguments(monkeypatch: pytest.Mon
     monkeypatch.setattr(cli, "_individual_benchmarks", lambda: {"fake": "fake_bench_module"})
     assert cli.main(["bench", "fake", "--json", "--seconds", "1"]) == 0
     assert seen == [["gateway bench fake", "--json", "--seconds", "1"]]
+
+
+async def test_gateway_tap_sees_the_streams_a_gateway_publishes(sim_factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+    import dataclasses
+
+    from gateway.app import Gateway
+    from gateway.config import PublishConfig, SessionsConfig
+    from tests.gateway.test_app_fakes import CLIENT_SECRET, WEBHOOK_SECRET, make_config
+
+    prefix = f"tap-test-{os.getpid()}"
+    config = make_config(sessions=SessionsConfig(media_kinds=("audio", "transcript")))
+    config = dataclasses.replace(config, publish=PublishConfig(shm=True, shm_prefix=prefix))
+    env = native_env()
+    if env.get("GATEWAY_PURE"):
+        import gateway.listener
+
+        monkeypatch.setattr(gateway.listener, "IMPLEMENTATION", "pure")
+    async with Gateway(config) as gw:
+        sim = await sim_factory(client_id="client-id-1", client_secret=CLIENT_SECRET, webhook_secret=WEBHOOK_SECRET, webhook_url=gw.webhook_url)
+        stream = sim.create_stream()
+        from tests.gateway.conftest import wait_for
+
+        await wait_for(lambda: stream.stream_id in gw.streams and gw.streams[stream.stream_id].stats().get("frames", {}).get("audio", 0) > 5, timeout_s=20)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", "tap", "--prefix", prefix, "--once", cwd=ROOT, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()
+        assert stream.stream_id[:8] in out.decode()
+        stream.terminate()
+        await wait_for(lambda: not gw.streams, timeout_s=15)
