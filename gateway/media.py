@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -69,8 +70,10 @@ class MediaConnection:
         on_message: Callable[[MediaConnection, dict[str, Any]], None] | None = None,
         listener_class: Callable[..., WSListener] | None = None,
         max_frame_bytes: int = MAX_MEDIA_FRAME_BYTES,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.kind = kind
+        self._ssl_context = ssl_context
         self.url = url
         self.sink = sink
         self._on_lost = on_lost
@@ -106,6 +109,7 @@ class MediaConnection:
             _, self.listener = await ws_connect(
                 lambda: self._listener_class(self.sink, self, max_frame_bytes=self._max_frame_bytes),
                 self.url,
+                ssl_context=self._ssl_context,
                 websocket_handshake_timeout=timeout_s,
                 extra_headers=WS_SUBPROTOCOL_HEADERS,
                 max_frame_size=self._max_frame_bytes,

@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -148,6 +149,8 @@ class SessionSettings:
     #: engagement_id for Contact Center); "product" = the product's own key (webinar_uuid, ...).
     instance_key: str | None = None
     close_timeout_s: float = 5.0
+    #: TLS for wss:// URLs; None = the system's default verification (what production needs).
+    ssl_context: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         unknown = [k for k in self.media_kinds if k not in protocol.MEDIA_KINDS]
@@ -510,7 +513,9 @@ class StreamSession:
         """Signaling + msg 1/2, media sockets + msg 3/4, msg 7, msg 5. Raises on any failure."""
         s = self.settings
         url = protocol.pick_signaling_url(server_urls)
-        sig = SignalingConnection(url, on_message=self._on_signaling_message, on_closed=self._on_signaling_lost, clock=self._clock)
+        sig = SignalingConnection(
+            url, on_message=self._on_signaling_message, on_closed=self._on_signaling_lost, clock=self._clock, ssl_context=s.ssl_context
+        )
         self._signaling = sig
         reply: asyncio.Future[dict[str, Any]] | None = None
         try:
@@ -582,7 +587,13 @@ class StreamSession:
     async def _open_media(self, key: str, url: str) -> None:
         kinds = tuple(self.settings.media_kinds) if key == "all" else (key,)
         conn = MediaConnection(
-            key, url, sink=self.sink, on_lost=self._on_media_lost, on_message=self._on_media_message, listener_class=self._listener_class
+            key,
+            url,
+            sink=self.sink,
+            on_lost=self._on_media_lost,
+            on_message=self._on_media_message,
+            listener_class=self._listener_class,
+            ssl_context=self.settings.ssl_context,
         )
         old = self._media.get(key)
         if old is not None:

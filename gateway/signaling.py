@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -79,8 +80,10 @@ class SignalingConnection:
         on_closed: Callable[[], None],
         clock: Callable[[], float],
         label: str = "signaling",
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.url = url
+        self._ssl_context = ssl_context
         self.label = label
         self._on_message = on_message
         self._on_closed_cb = on_closed
@@ -107,6 +110,7 @@ class SignalingConnection:
             await ws_connect(
                 lambda: SignalingListener(self),
                 self.url,
+                ssl_context=self._ssl_context,
                 websocket_handshake_timeout=timeout_s,
                 extra_headers=WS_SUBPROTOCOL_HEADERS,
                 max_frame_size=MAX_SIGNALING_FRAME_BYTES,
