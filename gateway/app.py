@@ -91,6 +91,8 @@ class StreamEntry:
     error: str | None = None
     #: an rtms_started that arrived while this stream was ending: started afresh once it has ended.
     restart: WebhookEvent | None = None
+    #: newest ``event_ts`` of the rtms_started webhooks seen for this stream (redeliveries repeat it).
+    last_start_ts: int = 0
 
     def stats(self) -> dict[str, Any]:
         """Session counters, with the sink's counters filling whatever the session lacks."""
@@ -141,7 +143,7 @@ class Gateway:
         self._session_factory = session_factory or self._default_session_factory()
         self._shm_directory: Any = None
         self._sink_factory = sink_factory or self._default_sink_factory()
-        self._ended: OrderedDict[str, int] = OrderedDict()  # stream id -> end time (ms)
+        self._ended: OrderedDict[str, int] = OrderedDict()  # stream id -> newest start event_ts it served
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
         self._runner: web.AppRunner | None = None
@@ -237,8 +239,11 @@ class Gateway:
 
     def _on_started(self, event: WebhookEvent, stream_id: str, entry: StreamEntry | None) -> str:
         urls = event.server_urls or ""
+        if entry is not None:
+            newer = event.event_ts > entry.last_start_ts
+            entry.last_start_ts = max(entry.last_start_ts, event.event_ts)
         if entry is not None and (entry.stop_reason is not None or getattr(entry.session, "closed", False)):
-            if event.event_ts > entry.event.event_ts:  # a new start of a stream that is ending
+            if newer:  # a new start of a stream that is ending
                 entry.restart = event
                 log.info("stream %s restarted by Zoom while ending; starting it again once closed", stream_id)
                 return "restart_queued"
@@ -255,8 +260,8 @@ class Gateway:
             log.warning("stream %s: server failover to %s", stream_id, urls)
             self._spawn(entry, "failover", entry.session.failover, urls)
             return "failover"
-        ended_ms = self._ended.get(stream_id)
-        if ended_ms is not None and event.event_ts <= ended_ms:
+        ended_start_ts = self._ended.get(stream_id)
+        if ended_start_ts is not None and event.event_ts <= ended_start_ts:  # Zoom's retry of a start we served
             log.info("late rtms_started for ended stream %s ignored", stream_id)
             return "duplicate_ended"
         self._admit(event, stream_id, urls)
@@ -275,7 +280,13 @@ class Gateway:
         self._start(event, stream_id, urls)
 
     def _start(self, event: WebhookEvent, stream_id: str, urls: str) -> None:
-        sink = self._sink_factory(event)
+        try:
+            sink = self._sink_factory(event)
+        except Exception as exc:  # e.g. shared memory full: this stream cannot be served
+            self.metrics.sessions_refused.labels(reason="sink_error").inc()
+            log.error("stream %s: could not create its sink: %s", stream_id, exc)
+            self._notify(stream_id, {"type": "stream_ended", "outcome": "error", "error": f"{type(exc).__name__}: {exc}", "stats": {}})
+            raise WebhookError(f"could not create the stream's sink: {exc}", status=500, reason="sink_error") from None
 
         def on_event(doc: dict[str, Any]) -> None:
             self._on_session_event(stream_id, doc)
@@ -288,7 +299,7 @@ class Gateway:
             log.exception("stream %s: could not create a session", stream_id)
             self._notify(stream_id, {"type": "stream_ended", "outcome": "error", "error": f"{type(exc).__name__}: {exc}", "stats": {}})
             raise WebhookError(f"could not create a session: {exc}", status=500, reason="session_error") from None
-        entry = StreamEntry(stream_id, event, session, sink, urls)
+        entry = StreamEntry(stream_id, event, session, sink, urls, last_start_ts=event.event_ts)
         self.streams[stream_id] = entry
         self._ended.pop(stream_id, None)
         self.metrics.sessions_started.inc()
@@ -316,7 +327,7 @@ class Gateway:
             del self.streams[entry.stream_id]
         self.metrics.retired.add(entry.stats())
         self.metrics.sessions_ended.labels(outcome=outcome).inc()
-        self._ended[entry.stream_id] = int(time.time() * 1000)
+        self._ended[entry.stream_id] = entry.last_start_ts
         self._ended.move_to_end(entry.stream_id)
         while len(self._ended) > ENDED_MEMORY:
             self._ended.popitem(last=False)

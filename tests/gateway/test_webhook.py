@@ -260,3 +260,28 @@ async def test_started_while_the_stream_is_ending_restarts_it_after_the_close(gw
     assert await settle(lambda: len(made) == 2 and made[1].calls == ["start"])
     assert gw.streams["s1"].session is made[1]
     assert gw.streams["s1"].server_urls == "wss://b:443/x"
+
+
+async def test_newer_started_for_an_ended_stream_starts_it_again(gw: Gateway) -> None:
+    first = started(event_ts=1000)
+    await post(gw, first, sign(first, request_id="a"))
+    await post(gw, stopped(), sign(stopped(), request_id="b"))
+    assert await settle(lambda: "s1" not in gw.streams)
+    again = started(event_ts=5000, urls="wss://new:443/x")
+    code, answer = await post(gw, again, sign(again, request_id="c"))
+    assert (code, answer["action"]) == (200, "started")
+    assert len(FakeSession.instances) == 2
+
+
+async def test_a_sink_that_cannot_be_created_refuses_only_that_stream(gw: Gateway) -> None:
+    from gateway.errors import PublishError
+
+    def failing(event):
+        raise PublishError("shared memory full")
+
+    gw._sink_factory = failing
+    body = started()
+    code, answer = await post(gw, body, sign(body))
+    assert (code, answer["reason"]) == (500, "sink_error")
+    assert gw.streams == {} and FakeSession.instances == []
+    assert gw.metrics.registry.get_sample_value("rtms_sessions_refused_total", {"reason": "sink_error"}) == 1
