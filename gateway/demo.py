@@ -198,19 +198,12 @@ class Demo:
             return 2
         gw = Gateway(self.config, sink_factory=None if self.shm else self._sink_for)
         gw.event_listeners.append(self._on_event)
-        await gw.start()
-        if self.shm:
-            self.consumer = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "gateway.demo", "consume", "--prefix", self.shm_prefix, "--shm-dir", SHM_DIR,
-                "--streams", str(opts.meetings), "--limit-s", str(opts.seconds + 4 * DRAIN_LIMIT_S),
-                stdout=asyncio.subprocess.PIPE,
-            )
         sim = Simulator(
             SimConfig(
                 client_id=self.config.credentials.client_id,
                 client_secret=self._client_secret,
                 webhook_secret=self._webhook_secret,
-                webhook_url=gw.webhook_url,
+                webhook_url=None,  # known once the gateway listens
                 participants=opts.participants,
                 seed=opts.seed,
                 keepalive_interval_s=opts.keepalive_interval_s,
@@ -218,6 +211,14 @@ class Demo:
         )
         reports: list[StreamReport] = []
         try:
+            await gw.start()
+            sim.webhooks.url = gw.webhook_url
+            if self.shm:  # the ML process: attaches to shared memory and reads everything back
+                self.consumer = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "gateway.demo", "consume", "--prefix", self.shm_prefix, "--shm-dir", SHM_DIR,
+                    "--streams", str(opts.meetings), "--limit-s", str(opts.seconds + 4 * DRAIN_LIMIT_S),
+                    stdout=asyncio.subprocess.PIPE,
+                )
             await sim.start()
             self._print_header(gw, sim)
             loop = asyncio.get_running_loop()
@@ -225,18 +226,13 @@ class Demo:
                 sim.create_stream()
             started = loop.time()
             deadline = started + opts.seconds
-            tick = 0
-            while True:
-                now = loop.time()
-                if now >= deadline:
-                    break
-                tick += 1
+            while (now := loop.time()) < deadline:
                 await asyncio.sleep(min(1.0, deadline - now))
                 self._draw(gw, sim, loop.time() - started)
             reports = await self._finish(gw, sim)
         finally:
             await sim.close()
-            await gw.close()
+            await gw.close()  # ends every published stream: the consumer drains them and reports
             if self.consumer is not None:
                 self.consumer_result = await self._consumer_output()
                 for rep in reports:
