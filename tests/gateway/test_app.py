@@ -142,3 +142,22 @@ async def test_route_hooks_mount_extra_endpoints_next_to_the_webhook() -> None:
     gw.route_hooks.append(lambda app: app.router.add_get("/control/ping", hello))
     async with gw, aiohttp.ClientSession() as http, http.get(gw.base_url + "/control/ping") as resp:
         assert (resp.status, await resp.json()) == (200, {"hello": "operator"})
+
+
+async def test_webhook_is_answered_before_any_session_work_completes() -> None:
+    release = asyncio.Event()
+
+    class SlowStart(FakeSession):
+        async def start(self) -> None:
+            self.calls.append("start")
+            await release.wait()  # a slow handshake: the webhook must not wait for it
+            self.state = self.state.STARTED
+
+    async with Gateway(make_config(), session_factory=lambda ev, sink, on_event: SlowStart(ev, sink, on_event)) as gw:
+        body = started()
+        code, answer = await post(gw, body, sign(body))
+        assert (code, answer["action"]) == (200, "started")
+        session = gw.streams["s1"].session
+        assert session.state.name == "INACTIVE"  # acknowledged while the session is still connecting
+        release.set()
+        assert await settle(lambda: session.state.name == "STARTED")
