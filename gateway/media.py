@@ -147,14 +147,17 @@ class MediaConnection:
 
     # ------------------------------------------------------------------ close
 
-    def close(self) -> None:
-        """Clean close (idempotent); no ``on_lost`` call follows."""
+    def close(self, *, abort: bool = False) -> None:
+        """Clean close, or ``abort`` (no close frame: the peer is presumed gone). Idempotent; no ``on_lost`` follows."""
         self._closing = True
         t = self._transport
         if t is not None and not self.closed:
             try:
-                t.send_close(WSCloseCode.OK)
-                t.disconnect()
+                if abort:
+                    t.disconnect(graceful=False)
+                else:
+                    t.send_close(WSCloseCode.OK)
+                    t.disconnect()
             except Exception:
                 log.debug("media close on a dead transport", exc_info=True)
         self._fail_handshake()

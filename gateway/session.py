@@ -610,21 +610,24 @@ class StreamSession:
         )
         await conn.open(handshake, timeout_s=self.settings.handshake_timeout_s, status_profile=self.settings.status_profile)
 
-    def _retire(self, conn: MediaConnection) -> None:
-        conn.close()
+    def _retire(self, conn: MediaConnection, *, abort: bool = False) -> None:
+        conn.close(abort=abort)
         self._retired.append((conn.kind, conn.stats()))
 
-    def _close_sockets(self) -> list[Any]:
-        """Close every socket now; returns what to wait on."""
+    def _close_sockets(self, *, abort: bool = False) -> list[Any]:
+        """Close every socket now (``abort``: no close handshake, before a reconnect); returns what to wait on."""
         waits: list[Any] = []
         sig, self._signaling = self._signaling, None
         if sig is not None:
             self._sig_keepalives_retired += sig.keepalives_answered
             self._sig_unparseable += sig.unparseable
-            sig.close()
+            if abort:
+                sig.abort()
+            else:
+                sig.close()
             waits.append(sig)
         for conn in self._media.values():
-            self._retire(conn)
+            self._retire(conn, abort=abort)
             waits.append(conn)
         self._media.clear()
         return waits
@@ -648,7 +651,7 @@ class StreamSession:
         self._pending_media.clear()
         attempt = 0
         while True:
-            await self._wait_sockets(self._close_sockets())
+            await self._wait_sockets(self._close_sockets(abort=True))  # the old peer is presumed gone
             try:
                 await self._connect_all(self._server_urls)
             except HandshakeError as exc:
