@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from .errors import ConfigError, ProtocolError
@@ -92,7 +93,7 @@ class SessionsConfig:
     def build_media_params(self) -> MediaParams:
         """The params to request, checked against the documented matrix, defaults filled."""
         try:
-            return negotiate_media_params(dict(self.media_params), list(self.media_kinds))
+            return negotiate_media_params({k: dict(v) for k, v in self.media_params.items()}, list(self.media_kinds))
         except ProtocolError as exc:
             where = (exc.field or "media_params").replace("media_params", "sessions.media_params", 1)
             raise ConfigError(f"{where}: {exc}") from None
@@ -234,7 +235,7 @@ def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
     if isinstance(default, Mapping):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{name} must be a table")
-        return {k: dict(v) if isinstance(v, Mapping) else v for k, v in value.items()}
+        return MappingProxyType({k: MappingProxyType(dict(v)) if isinstance(v, Mapping) else v for k, v in value.items()})
     return value
 
 

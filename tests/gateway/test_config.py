@@ -94,6 +94,8 @@ def test_config_is_frozen_and_secrets_hidden_in_repr() -> None:
     assert isinstance(cfg, GatewayConfig)
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.server.port = 1  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        load_config(EXAMPLE, env=CREDS).sessions.media_params["audio"]["data_opt"] = 1  # type: ignore[index]
     text = repr(cfg) + repr(cfg.credentials) + repr(cfg.credentials.client_secret) + f"{[cfg.credentials.webhook_secret]}"
     assert "csecret-xyz" not in text and "wsecret-xyz" not in text
     assert cfg.credentials.client_secret.reveal() == "csecret-xyz"
