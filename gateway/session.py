@@ -29,6 +29,13 @@ closed):
   close everything, never reconnect. Session STOPPED (msg 9 state 5) or stream TERMINATING
   (msg 8 state 3) also switch reconnection off.
 
+Usage (the app does this per ``*.rtms_started``; ``on_event`` gets typed dicts with a ``type``)::
+
+    session = StreamSession(StreamTarget.from_webhook(event), SessionSettings(client_id, secret), sink=sink)
+    await session.start()          # HandshakeError / OSError / TimeoutError: this stream only
+    ...                            # session.failover(urls) / session.interrupted() / session.stopped(reason)
+    await session.close(request=True)   # or: await session.wait_closed(); errors land in session.error
+
 Handshake answers: on the first connection every non-zero status ends this stream with a
 :class:`~gateway.errors.HandshakeError` naming the code (no retries; other streams are
 untouched). During reconnects, duplicate-connection and internal-exception codes are retried
