@@ -218,13 +218,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rtms-gateway {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("run", help="production: webhook server + stream sessions (until SIGINT/SIGTERM)")
+    p = sub.add_parser(
+        "run",
+        help="production: webhook server + stream sessions (until SIGINT/SIGTERM)",
+        description="Serve Zoom's RTMS webhooks and run every announced stream. Credentials come from "
+        "ZM_RTMS_CLIENT, ZM_RTMS_SECRET and ZM_RTMS_WEBHOOK_SECRET; other settings from the TOML file, "
+        "overridable as GATEWAY_<SECTION>_<KEY>. SIGINT/SIGTERM close every stream, then exit.",
+    )
     _add_run_arguments(p)
     p.set_defaults(func=cmd_run)
 
     from . import demo
 
-    p = sub.add_parser("demo", help="simulator + gateway on this machine: live table, then a summary")
+    p = sub.add_parser(
+        "demo",
+        help="simulator + gateway on this machine: live table, then a summary",
+        description="Runs the embedded RTMS simulator, the gateway and a shared-memory consumer on loopback, "
+        "shows a live table, then checks that everything the simulator sent arrived intact (exit 0) or not (exit 1).",
+    )
     demo.add_arguments(p)
     p.add_argument("--log-level", help="log level on stderr (default WARNING)")
     p.set_defaults(func=cmd_demo)
