@@ -105,7 +105,11 @@ class SignalingConnection:
     # ------------------------------------------------------------------ lifecycle
 
     async def connect(self, timeout_s: float) -> None:
-        """Open the WebSocket (raises ``OSError``/``TimeoutError``/picows handshake errors)."""
+        """Open the WebSocket (raises ``OSError``/``TimeoutError``/picows handshake errors).
+
+        If cancelled during the HTTP upgrade, picows's own handshake timer (same ``timeout_s``)
+        closes the half-open socket: no descriptor outlives that timer.
+        """
         async with asyncio.timeout(timeout_s):
             await ws_connect(
                 lambda: SignalingListener(self),
