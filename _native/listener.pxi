@@ -160,11 +160,14 @@ cdef class MediaListener(WSListener):
                     self._drop(-1, DROP_TOO_LARGE)
                 else:
                     self._on_message(<const uint8_t*>PyByteArray_AS_STRING(payload), len(payload))
-        elif msg_type == WSMsgType.PING:
-            transport.send_pong(frame.get_payload_as_bytes())   # only reached with auto-pong off
-        elif msg_type == WSMsgType.CLOSE:
-            transport.send_close(frame.get_close_code(), frame.get_close_message())
-            transport.disconnect()
+        elif msg_type == WSMsgType.PING or msg_type == WSMsgType.CLOSE:
+            # Replies go to the connected transport (the same object picows passes here).
+            reply_to = self.transport if self.transport is not None else transport
+            if msg_type == WSMsgType.PING:
+                reply_to.send_pong(frame.get_payload_as_bytes())   # only reached with auto-pong off
+            else:
+                reply_to.send_close(frame.get_close_code(), frame.get_close_message())
+                reply_to.disconnect()
 
     cdef void _add_fragment(self, WSFrame frame) noexcept:
         self._fragment_bytes += frame.payload_size

@@ -168,11 +168,14 @@ class MediaListener(WSListener):  # type: ignore[misc]
                     self._drop(KIND_UNKNOWN, "too_large")
                 else:
                     self._on_message(payload)
-        elif msg_type == WSMsgType.PING:
-            transport.send_pong(frame.get_payload_as_bytes())  # only reached with auto-pong off
-        elif msg_type == WSMsgType.CLOSE:
-            transport.send_close(frame.get_close_code(), frame.get_close_message())
-            transport.disconnect()
+        elif msg_type == WSMsgType.PING or msg_type == WSMsgType.CLOSE:
+            # Replies go to the connected transport (the same object picows passes here).
+            reply_to = self.transport if self.transport is not None else transport
+            if msg_type == WSMsgType.PING:
+                reply_to.send_pong(frame.get_payload_as_bytes())  # only reached with auto-pong off
+            else:
+                reply_to.send_close(frame.get_close_code(), frame.get_close_message())
+                reply_to.disconnect()
 
     def _add_fragment(self, frame: WSFrame) -> None:
         """Append a fragment; past ``max_frame_bytes`` only the size is kept (the message is dropped)."""

@@ -305,6 +305,15 @@ def test_fragmented_message_over_the_limit_is_dropped(impl: str) -> None:
     assert rig.frame(WSMsgType.CONTINUATION, whole[120:]) == [("drop", "unknown", "too_large")]
 
 
+def test_ping_answered_with_pong_when_picows_auto_pong_is_off(rig: Rig) -> None:
+    assert rig.frame(WSMsgType.PING, b"hi") == [("pong", b"hi")]
+
+
+def test_close_frame_is_answered_then_disconnects(rig: Rig) -> None:
+    assert rig.frame(WSMsgType.CLOSE, (1000).to_bytes(2, "big") + b"bye") == [("close", 1000, b"bye"), ("disconnect",)]
+    assert rig.stats["frames"] == 0
+
+
 def test_stray_continuation_and_pong_are_ignored(rig: Rig) -> None:
     assert rig.frame(WSMsgType.CONTINUATION, b"xx") == []
     assert rig.frame(WSMsgType.PONG, b"") == []
