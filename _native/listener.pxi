@@ -236,7 +236,7 @@ cdef class MediaListener(WSListener):
             self._drop(-1, DROP_TOO_LARGE)
             return
         if scan_media(p, n, &scan) == SCAN_MEDIA:
-            if self._deliver_binary(<int>scan.msg_type - 14, scan.user_id, scan.timestamp, scan.data,
+            if self._deliver_binary(<int>(scan.msg_type - MT_AUDIO), scan.user_id, scan.timestamp, scan.data,
                                     scan.data_len, scan.length, scan.name, scan.name_len, None,
                                     True) != _FALLBACK:
                 return
@@ -354,23 +354,23 @@ cdef class MediaListener(WSListener):
         if type(msg_type) is not int:
             self._drop(-1, DROP_BAD_FIELD)
             return
-        if 14 <= msg_type <= 18:
+        if MT_AUDIO <= msg_type <= MT_CHAT:
             self._slow_media(doc, msg_type)
-        elif msg_type == 12:
+        elif msg_type == MT_KEEP_ALIVE_REQ:
             self._answer_keep_alive(doc)
             self._call_on_control(doc)
-        elif 0 < msg_type <= 29:
+        elif 0 < msg_type <= MT_MAX:
             self._call_on_control(doc)
         else:
             self.unknown_types += 1
 
     cdef _slow_media(self, dict doc, int msg_type):
-        cdef int kind = msg_type - 14
+        cdef int kind = msg_type - MT_AUDIO
         cdef bytes b64, name_utf8
         cdef int64_t length
         try:
             user_id, user_name, timestamp, data, declared = _classify_media(doc, msg_type)
-            if msg_type >= 17:
+            if msg_type >= MT_TRANSCRIPT:
                 message = _protocol.parse_media(doc)
         except _MediaDrop as drop:
             self._drop(kind, _DROP_CODES[drop.reason])
@@ -378,7 +378,7 @@ cdef class MediaListener(WSListener):
         except _protocol.ProtocolError:
             self._drop(kind, DROP_BAD_FIELD)
             return
-        if msg_type < 17:
+        if msg_type < MT_TRANSCRIPT:
             if not data.isascii():
                 self._drop(kind, DROP_BAD_BASE64)
                 return
@@ -395,7 +395,7 @@ cdef class MediaListener(WSListener):
         self.media_frames += 1
         if self._nsink is None:
             try:
-                (self._on_transcript if msg_type == 17 else self._on_chat)(message)
+                (self._on_transcript if msg_type == MT_TRANSCRIPT else self._on_chat)(message)
             except Exception:
                 self.callback_errors += 1
                 _listener_log.exception("media sink raised on %s", _kind_name(kind))

@@ -34,6 +34,16 @@ _scan_init_tables()
 
 cdef int64_t _UINT32_MAX = 4294967295
 
+# Wire numbers come from gateway.protocol (the one place they are defined), read once at import.
+from gateway.protocol import MsgType as _MsgType
+
+cdef int64_t MT_AUDIO = int(_MsgType.MEDIA_DATA_AUDIO)           # first media type, kind 0
+cdef int64_t MT_SHARE = int(_MsgType.MEDIA_DATA_SHARE)           # last binary media type
+cdef int64_t MT_TRANSCRIPT = int(_MsgType.MEDIA_DATA_TRANSCRIPT)
+cdef int64_t MT_CHAT = int(_MsgType.MEDIA_DATA_CHAT)             # last media type
+cdef int64_t MT_KEEP_ALIVE_REQ = int(_MsgType.KEEP_ALIVE_REQ)
+cdef int64_t MT_MAX = int(max(_MsgType))
+
 # Content fields the scanner records (bit per field, for duplicate detection).
 cdef enum:
     F_USER_ID = 1 << 0
@@ -490,7 +500,7 @@ cdef int scan_media(const uint8_t* p, Py_ssize_t n, MediaScan* s) noexcept nogil
                 return SCAN_FALLBACK
             s.has_msg_type = True
             i = _scan_int(p, i, n, &s.msg_type)
-            if i >= 0 and not (14 <= s.msg_type <= 16):
+            if i >= 0 and not (MT_AUDIO <= s.msg_type <= MT_SHARE):
                 return SCAN_FALLBACK
         elif key == K_CONTENT:
             if s.has_content or i >= n or p[i] != c'{':
