@@ -204,7 +204,16 @@ class Gateway:
             from .shm import ShmConfig, ShmDirectory
 
             p = self.config.publish
-            self._shm_directory = ShmDirectory(ShmConfig(prefix=p.shm_prefix, shm_dir=p.shm_dir or "/dev/shm", group=p.shm_group or None))
+            self._shm_directory = ShmDirectory(
+                ShmConfig(
+                    prefix=p.shm_prefix,
+                    shm_dir=p.shm_dir or "/dev/shm",
+                    group=p.shm_group or None,
+                    audio_seconds=p.audio_ring_s,
+                    video_bytes=p.video_ring_bytes,
+                    share_bytes=p.share_ring_bytes,
+                )
+            )
             log.info("shared memory: directory %s", self._shm_directory.path)
         return self._shm_directory
 

@@ -110,6 +110,11 @@ class PublishConfig:
     shm_prefix: str = "rtms-gw"
     #: group allowed to attach (segments 0660 with that group); empty = owner only (0600).
     shm_group: str = ""
+    #: seconds of audio each PCM ring holds (how far a consumer may fall behind).
+    audio_ring_s: float = 8.0
+    #: bytes of each video / share frame ring (rounded up to a power of two; a 720p JPEG is ~50 KiB).
+    video_ring_bytes: int = 512 * 1024
+    share_ring_bytes: int = 512 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +169,11 @@ class GatewayConfig:
         p = self.publish
         if not p.shm_prefix or "/" in p.shm_prefix or len(p.shm_prefix) > 32:
             raise ConfigError(f"publish.shm_prefix must be 1-32 characters without '/', got {p.shm_prefix!r}")
+        if p.audio_ring_s <= 0:
+            raise ConfigError(f"publish.audio_ring_s must be positive, got {p.audio_ring_s}")
+        for key in ("video_ring_bytes", "share_ring_bytes"):
+            if getattr(p, key) < 64 * 1024:
+                raise ConfigError(f"publish.{key} must be at least 65536, got {getattr(p, key)}")
         if self.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"log.level must be a logging level name, got {self.log.level!r}")
         if require_credentials:

@@ -164,7 +164,8 @@ class Demo:
                 media_kinds=KINDS,
                 media_params={"audio": {"data_opt": 2}},  # one audio stream per speaker
             ),
-            publish=PublishConfig(shm=self.shm, shm_dir=SHM_DIR, shm_prefix=self.shm_prefix),
+            # roomy frame rings (~16 s of 5 fps JPEG) so a consumer on a busy machine keeps up
+            publish=PublishConfig(shm=self.shm, shm_dir=SHM_DIR, shm_prefix=self.shm_prefix, video_ring_bytes=4 << 20, share_ring_bytes=2 << 20),
             log=LogConfig(level="WARNING"),
         ).validate()
         self._lines_drawn = 0

@@ -75,6 +75,9 @@ def test_credentials_in_file_are_overridden_by_sdk_env_names(tmp_path: Path) -> 
         ("", {**CREDS, "GATEWAY_SERVER_TIMESTAMP_TOLERANCE_S": "soon"}, "server.timestamp_tolerance_s"),
         ("[log]\nlevel = \"LOUD\"\n", CREDS, "log.level"),
         ("[sessions.media_params.audio]\nsample_rate = 99\n", CREDS, "sessions.media_params.audio.sample_rate"),
+        ("[publish]\nvideo_ring_bytes = 1000\n", CREDS, "publish.video_ring_bytes"),
+        ("", {**CREDS, "GATEWAY_PUBLISH_AUDIO_RING_S": "0"}, "publish.audio_ring_s"),
+        ("[publish]\nshm_prefix = \"a/b\"\n", CREDS, "publish.shm_prefix"),
     ],
 )
 def test_errors_name_the_key(tmp_path: Path, text: str, env: dict[str, str], key: str) -> None:
