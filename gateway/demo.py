@@ -41,6 +41,26 @@ DRAIN_LIMIT_S = 10.0
 SHM_DIR = "/dev/shm"
 
 
+def cleanup_dead_demos(shm_dir: str = SHM_DIR) -> list[str]:
+    """Remove segments of earlier demos that were killed before cleaning up (their pid is gone)."""
+    from .errors import PublishError
+    from .shm import ShmConfig, cleanup_stale
+
+    removed: list[str] = []
+    try:
+        names = os.listdir(shm_dir)
+    except OSError:
+        return removed
+    prefixes = {name.split(".", 1)[0] for name in names if name.startswith("rtms-demo-")}
+    for prefix in sorted(prefixes):
+        pid = prefix.removeprefix("rtms-demo-")
+        if not pid.isdigit() or int(pid) == os.getpid() or os.path.exists(f"/proc/{pid}"):
+            continue
+        with contextlib.suppress(PublishError, ValueError):
+            removed += cleanup_stale(ShmConfig(prefix=prefix, shm_dir=shm_dir))
+    return removed
+
+
 def shm_available() -> bool:
     """True when the native shared-memory publisher is built and /dev/shm is usable."""
     try:
@@ -197,6 +217,8 @@ class Demo:
         except ImportError as exc:
             self._write(f"gateway demo: cannot start: {exc}\n")
             return 2
+        if self.shm:
+            cleanup_dead_demos()
         gw = Gateway(self.config, sink_factory=None if self.shm else self._sink_for)
         gw.event_listeners.append(self._on_event)
         sim = Simulator(

@@ -83,3 +83,14 @@ def test_tty_table_redraws_in_place() -> None:
     text = buf.getvalue()
     assert "\x1b[" in text and "stream" in text
     assert text.count("\x1b[J") == 1  # the second frame replaced the first
+
+
+def test_segments_of_a_killed_demo_are_removed(tmp_path) -> None:
+    dead_pid = 999_999_999  # larger than any pid_max: never alive
+    for name in (f"rtms-demo-{dead_pid}.dir", f"rtms-demo-{dead_pid}.{dead_pid}.123.0", "rtms-gw.dir", "unrelated"):
+        (tmp_path / name).write_bytes(b"\0" * 64)
+    from gateway.demo import cleanup_dead_demos
+
+    removed = cleanup_dead_demos(str(tmp_path))
+    assert sorted(removed) == sorted([f"rtms-demo-{dead_pid}.dir", f"rtms-demo-{dead_pid}.{dead_pid}.123.0"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rtms-gw.dir", "unrelated"]
