@@ -203,7 +203,7 @@ class WebhookReceiver:
             self.replays.remember(replay_keys, now)
         except Rejected as rej:
             return self._rejected(rej)
-        except Exception:  # a dispatcher bug must not turn into a retry storm or leak a traceback
+        except Exception:  # a dispatcher bug: no traceback to the caller; a 500 lets Zoom retry later
             self.metrics.count_webhook("internal_error")
             log.exception("webhook dispatch failed")
             return 500, {"status": "error", "reason": "internal_error"}
