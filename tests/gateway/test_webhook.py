@@ -285,3 +285,23 @@ async def test_a_sink_that_cannot_be_created_refuses_only_that_stream(gw: Gatewa
     assert (code, answer["reason"]) == (500, "sink_error")
     assert gw.streams == {} and FakeSession.instances == []
     assert gw.metrics.registry.get_sample_value("rtms_sessions_refused_total", {"reason": "sink_error"}) == 1
+
+
+def test_dispatcher_bug_is_a_counted_500_and_the_retry_is_not_a_replay(caplog: pytest.LogCaptureFixture) -> None:
+    calls = []
+
+    def flaky(event):
+        calls.append(event)
+        if len(calls) == 1:
+            raise RuntimeError("bug")
+        return "started"
+
+    metrics = GatewayMetrics()
+    receiver = WebhookReceiver(WEBHOOK_SECRET, flaky, metrics=metrics)
+    body = started()
+    headers = sign(body, request_id="same-id")
+    status, answer = receiver.process(headers, body)
+    assert (status, answer["reason"]) == (500, "internal_error")
+    assert "Traceback" not in str(answer)
+    assert receiver.process(headers, body)[0] == 200  # Zoom's retry of a failed request goes through
+    assert metrics.registry.get_sample_value("rtms_webhook_requests_total", {"result": "internal_error"}) == 1
