@@ -142,6 +142,7 @@ class Gateway:
         )
         self._session_factory = session_factory or self._default_session_factory()
         self._shm_directory: Any = None
+        self._control_client: Any = None
         self._sink_factory = sink_factory or self._default_sink_factory()
         self._ended: OrderedDict[str, int] = OrderedDict()  # stream id -> newest start event_ts it served
         self._side_tasks: set[asyncio.Task[Any]] = set()
@@ -428,9 +429,30 @@ class Gateway:
     async def _streams(self, request: web.Request) -> web.Response:
         return web.Response(body=orjson.dumps(self.status(), default=str), content_type="application/json")
 
+    def _mount_control(self) -> None:
+        """Operator control routes (``[control]``), with a REST client closed at shutdown."""
+        from .control import DEFAULT_API_BASE, DEFAULT_OAUTH_URL, ControlCredentials, RtmsControlClient
+        from .control_http import add_control_routes
+
+        c = self.config.control
+        client = RtmsControlClient(
+            ControlCredentials.from_env(),
+            rtms_client_id=self.config.credentials.client_id,
+            api_base=c.api_base or DEFAULT_API_BASE,
+            oauth_url=c.oauth_url or DEFAULT_OAUTH_URL,
+        )
+        self._control_client = client
+        self.route_hooks.append(lambda app: add_control_routes(app, client, c.operator_token, prefix=c.prefix.rstrip("/")))
+        log.info("operator control routes on POST %s/{meeting_id}/{start|stop|pause|resume}", c.prefix.rstrip("/"))
+
     async def start(self) -> None:
-        """Listen on ``server.host:server.port`` (port 0 picks a free one; see :attr:`port`)."""
+        """Listen on ``server.host:server.port`` (port 0 picks a free one; see :attr:`port`).
+
+        Raises :class:`ConfigError` when ``[control]`` is enabled without its REST credentials.
+        """
         server = self.config.server
+        if self.config.control.enabled and self._control_client is None:
+            self._mount_control()
         self._runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, server.host, server.port)
@@ -493,6 +515,9 @@ class Gateway:
         if self._shm_directory is not None:
             self._shm_directory.close()
             self._shm_directory = None
+        if self._control_client is not None:
+            await self._control_client.close()
+            self._control_client = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -100,8 +100,13 @@ async def serve(config: Any, *, ready: Callable[[Any], None] | None = None, stop
     gw = Gateway(config)
     try:
         await gw.start()
+    except ConfigError as exc:
+        log.error("cannot start: %s", exc)
+        await gw.close()
+        return EXIT_USAGE
     except OSError as exc:
         log.error("cannot listen on %s:%s: %s", config.server.host, config.server.port, exc)
+        await gw.close()
         return EXIT_FAILED
     s, q = config.server, config.sessions
     log.info("rtms-gateway %s listening on http://%s:%d", __version__, s.host, gw.port)

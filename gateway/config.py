@@ -118,6 +118,28 @@ class PublishConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ControlConfig:
+    """Operator endpoints ``POST {prefix}/{meeting_id}/{start|stop|pause|resume}`` on the gateway's server.
+
+    They call Zoom's RTMS app status REST API with a server-to-server OAuth app whose credentials
+    come from ``ZM_ACCOUNT_ID``, ``ZM_API_CLIENT_ID`` and ``ZM_API_CLIENT_SECRET``; every request
+    must carry ``Authorization: Bearer <operator_token>``.
+    """
+
+    enabled: bool = False
+    operator_token: Secret = _NO_SECRET
+    prefix: str = "/control"
+    api_base: str = ""  # empty: Zoom's
+    oauth_url: str = ""  # empty: Zoom's
+
+    def __repr__(self) -> str:
+        return (
+            f"ControlConfig(enabled={self.enabled}, operator_token={'***' if self.operator_token else '<unset>'}, "
+            f"prefix={self.prefix!r}, api_base={self.api_base!r}, oauth_url={self.oauth_url!r})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     level: str = "INFO"
     json: bool = False
@@ -131,6 +153,7 @@ class GatewayConfig:
     credentials: Credentials = field(default_factory=Credentials)
     sessions: SessionsConfig = field(default_factory=SessionsConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     def validate(self, *, require_credentials: bool = True) -> GatewayConfig:
@@ -174,6 +197,11 @@ class GatewayConfig:
         for key in ("video_ring_bytes", "share_ring_bytes"):
             if getattr(p, key) < 64 * 1024:
                 raise ConfigError(f"publish.{key} must be at least 65536, got {getattr(p, key)}")
+        c = self.control
+        if c.enabled and not str(c.operator_token).strip():
+            raise ConfigError("control.operator_token is required when control.enabled (or set GATEWAY_CONTROL_OPERATOR_TOKEN)")
+        if not c.prefix.startswith("/") or c.prefix.rstrip("/") in ("", s.webhook_path, "/metrics", "/healthz", "/streams"):
+            raise ConfigError(f"control.prefix must start with '/' and not shadow another path, got {c.prefix!r}")
         if self.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"log.level must be a logging level name, got {self.log.level!r}")
         if require_credentials:
@@ -192,9 +220,10 @@ _SECTIONS: dict[str, type] = {
     "credentials": Credentials,
     "sessions": SessionsConfig,
     "publish": PublishConfig,
+    "control": ControlConfig,
     "log": LogConfig,
 }
-_SECRET_KEYS = {("credentials", "client_secret"), ("credentials", "webhook_secret")}
+_SECRET_KEYS = {("credentials", "client_secret"), ("credentials", "webhook_secret"), ("control", "operator_token")}
 
 
 def _coerce(section: str, key: str, value: Any, default: Any) -> Any:

@@ -8,6 +8,7 @@ import time
 
 import aiohttp
 import orjson
+import pytest
 
 from gateway.app import Gateway, parser_implementation
 from gateway.config import SessionsConfig
@@ -161,3 +162,38 @@ async def test_webhook_is_answered_before_any_session_work_completes() -> None:
         assert session.state.name == "INACTIVE"  # acknowledged while the session is still connecting
         release.set()
         assert await settle(lambda: session.state.name == "STARTED")
+
+
+async def test_operator_control_routes_are_mounted_behind_the_token(monkeypatch, caplog) -> None:
+    import dataclasses
+
+    from gateway import control
+    from gateway.config import ControlConfig, Secret
+    from gateway.errors import ConfigError
+
+    caplog.set_level(logging.DEBUG)
+    calls: list[tuple[str, str]] = []
+
+    async def set_status(self, meeting_id, action, *, participant_user_id=None) -> None:
+        calls.append((str(meeting_id), str(action)))
+
+    monkeypatch.setattr(control.RtmsControlClient, "set_status", set_status)
+    token = "operator-token-0123456789"
+    config = dataclasses.replace(make_config(), control=ControlConfig(enabled=True, operator_token=Secret(token)))
+    for name in ("ZM_ACCOUNT_ID", "ZM_API_CLIENT_ID", "ZM_API_CLIENT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match="ZM_ACCOUNT_ID"):
+        await Gateway(config, session_factory=fake_factory()).start()
+    monkeypatch.setenv("ZM_ACCOUNT_ID", "acct")
+    monkeypatch.setenv("ZM_API_CLIENT_ID", "api-client")
+    monkeypatch.setenv("ZM_API_CLIENT_SECRET", "api-secret-zz")
+    async with Gateway(config, session_factory=fake_factory()) as gw, aiohttp.ClientSession() as http:
+        url = gw.base_url + "/control/123456789/pause"
+        async with http.post(url) as resp:
+            assert resp.status == 401
+        async with http.post(url, headers={"Authorization": "Bearer wrong"}) as resp:
+            assert resp.status == 401
+        async with http.post(url, headers={"Authorization": f"Bearer {token}"}) as resp:
+            assert resp.status == 200
+        assert calls == [("123456789", "pause")]
+    assert token not in caplog.text and "api-secret-zz" not in caplog.text and token not in repr(config)

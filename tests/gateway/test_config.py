@@ -54,6 +54,12 @@ shm = true
     assert params.audio is not None and params.audio.data_opt == 2 and params.transcript is None
 
 
+def test_control_token_from_env_is_a_hidden_secret() -> None:
+    cfg = load_config(None, env={**CREDS, "GATEWAY_CONTROL_ENABLED": "1", "GATEWAY_CONTROL_OPERATOR_TOKEN": "op-token-xyz"})
+    assert cfg.control.enabled and cfg.control.operator_token.reveal() == "op-token-xyz"
+    assert "op-token-xyz" not in repr(cfg)
+
+
 def test_credentials_in_file_are_overridden_by_sdk_env_names(tmp_path: Path) -> None:
     path = write(tmp_path, '[credentials]\nclient_id = "file-id"\nclient_secret = "file-secret"\nwebhook_secret = "file-wh"\n')
     assert load_config(path, env={}).credentials.client_id == "file-id"
@@ -78,6 +84,8 @@ def test_credentials_in_file_are_overridden_by_sdk_env_names(tmp_path: Path) -> 
         ("[publish]\nvideo_ring_bytes = 1000\n", CREDS, "publish.video_ring_bytes"),
         ("", {**CREDS, "GATEWAY_PUBLISH_AUDIO_RING_S": "0"}, "publish.audio_ring_s"),
         ("[publish]\nshm_prefix = \"a/b\"\n", CREDS, "publish.shm_prefix"),
+        ("[control]\nenabled = true\n", CREDS, "control.operator_token"),
+        ("[control]\nprefix = \"/metrics\"\n", CREDS, "control.prefix"),
     ],
 )
 def test_errors_name_the_key(tmp_path: Path, text: str, env: dict[str, str], key: str) -> None:
