@@ -16,6 +16,12 @@ from cpython.buffer cimport PyBUF_READ
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from picows.picows cimport WSListener, WSFrame, WSTransport, WSMsgType
 
+cdef extern from "Python.h":
+    # CPython's memoryview object (public in cpython/memoryobject.h): only its state flags.
+    ctypedef struct PyMemoryViewObject:
+        int flags
+    int _Py_MEMORYVIEW_RELEASED
+
 import logging as _logging
 
 import orjson as _orjson
@@ -299,7 +305,8 @@ cdef class MediaListener(WSListener):
             return _DROPPED
         self.media_frames += 1
         try:
-            if got != self._lent_len:
+            # Same size as last time and not released by the sink (``with data:`` does): reuse it.
+            if got != self._lent_len or (<PyMemoryViewObject*>self._lent_view).flags & _Py_MEMORYVIEW_RELEASED:
                 self._lent_view = self._scratch_view[:got]
                 self._lent_len = got
             if fast and name != NULL:

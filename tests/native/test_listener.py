@@ -421,3 +421,20 @@ def test_integer_edges(rig: Rig, timestamp: int) -> None:
 @pytest.mark.parametrize("timestamp", ["2" * 20, "-" + "9" * 19, "9223372036854775808"])
 def test_integers_beyond_int64_are_dropped(rig: Rig, timestamp: str) -> None:
     _drop(rig, '{"msg_type":14,"content":{"data":"AAAA","timestamp":' + timestamp + "}}", "audio", "bad_field")
+
+
+@pytest.mark.parametrize("impl", ["native", "pure"])
+def test_sink_may_release_or_keep_the_lent_view(impl: str) -> None:
+    """A sink that releases each memoryview (``with data:``) still gets every later payload."""
+
+    class Releasing(RecordingSink):
+        def on_audio(self, user_id: int, user_name: str | None, timestamp: int, data: memoryview) -> None:
+            with data:
+                self.calls.append(("audio", bytes(data)))
+
+    sink = Releasing()
+    listener = listener_class(impl)(sink, RecordingControl())
+    for k in range(3):
+        listener.feed(media(14, bytes([k]) * 640), False)
+    assert sink.calls == [("audio", bytes([k]) * 640) for k in range(3)]
+    assert listener.stats()["callback_errors"] == 0
