@@ -231,6 +231,8 @@ class Gateway:
             return "noted"
         stream_id = event.stream_id
         assert stream_id is not None
+        if event.event_ts > 0:
+            self.metrics.webhook_delay.observe(max(0.0, time.time() - event.event_ts / 1000.0))
         entry = self.streams.get(stream_id)
         if event.kind is WebhookKind.STARTED:
             return self._on_started(event, stream_id, entry)
@@ -319,8 +321,11 @@ class Gateway:
     async def _run(self, entry: StreamEntry) -> None:
         """One stream's whole life; nothing it raises escapes to other streams."""
         outcome = "closed"
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         try:
             await entry.session.start()
+            self.metrics.stream_start.observe(loop.time() - began)
             await entry.session.wait_closed()
         except asyncio.CancelledError:
             outcome = "cancelled"

@@ -150,6 +150,18 @@ class GatewayMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.stream_start = Histogram(
+            "rtms_stream_start_seconds",
+            "From the accepted rtms_started webhook to the stream being up (signaling + media handshakes)",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=r,
+        )
+        self.webhook_delay = Histogram(
+            "rtms_webhook_delay_seconds",
+            "Receipt time minus the webhook's event_ts (Zoom's delivery delay plus clock offset)",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 300.0, 3600.0),
+            registry=r,
+        )
         self.retired = RetiredTotals()
         if stream_source is not None:
             r.register(_StreamCollector(stream_source, self.retired))

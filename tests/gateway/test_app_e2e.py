@@ -92,6 +92,8 @@ async def test_signed_webhooks_start_sessions_and_every_byte_arrives(sim_factory
         await wait_for(lambda: not gw.streams, timeout_s=15)
         await sim.webhooks.drain()
         assert gw.metrics.registry.get_sample_value("rtms_sessions_ended_total", {"outcome": "closed"}) == 3
+        assert gw.metrics.registry.get_sample_value("rtms_stream_start_seconds_count") == 3
+        assert gw.metrics.registry.get_sample_value("rtms_webhook_delay_seconds_count") == 6  # 3 started + 3 stopped
         total_audio = sum(s.sent.media_counts["audio"] for s in streams)
         assert gw.metrics.registry.get_sample_value("rtms_media_frames_total", {"kind": "audio"}) == total_audio
     finally:
