@@ -100,6 +100,8 @@ class StreamReport:
     drops: int = 0
     error: str | None = None
     keepalives: int = 0
+    #: from the simulator announcing the stream (webhook POST) to the session STARTED, in ms
+    up_ms: float | None = None
     #: shared-memory mode: user id -> (samples sent, samples the consumer read that were not gaps)
     consumer_audio: dict[int, tuple[int, int]] = field(default_factory=dict)
     consumer_mixed_samples: int = 0
@@ -169,6 +171,9 @@ class Demo:
         self.sinks: dict[str, StatsSink] = {}
         self.errors: dict[str, str] = {}
         self.last_stats: dict[str, dict[str, Any]] = {}
+        #: monotonic times: the simulator announced the stream / the gateway saw the session STARTED
+        self.announced_at: dict[str, float] = {}
+        self.up_at: dict[str, float] = {}
         self.shm = options.shm and shm_available()
         self.shm_prefix = f"rtms-demo-{os.getpid()}"
         self.consumer: asyncio.subprocess.Process | None = None
@@ -197,6 +202,8 @@ class Demo:
         return sink
 
     def _on_event(self, stream_id: str, doc: dict[str, Any]) -> None:
+        if doc.get("type") == "session_state" and doc.get("state") == "STARTED" and stream_id not in self.up_at:
+            self.up_at[stream_id] = time.monotonic()
         if doc.get("type") == "stream_ended":
             if doc.get("error"):
                 self.errors[stream_id] = str(doc["error"])
@@ -246,7 +253,7 @@ class Demo:
             self._print_header(gw, sim)
             loop = asyncio.get_running_loop()
             for _ in range(opts.meetings):
-                sim.create_stream()
+                self.announced_at[sim.create_stream().stream_id] = time.monotonic()
             started = loop.time()
             deadline = started + opts.seconds
             while (now := loop.time()) < deadline:
@@ -338,6 +345,8 @@ class Demo:
             return rep
         ka = stats.get("keepalives_answered")
         rep.keepalives = sum(ka.values()) if isinstance(ka, dict) else int(ka or 0)
+        if stream.stream_id in self.up_at and stream.stream_id in self.announced_at:
+            rep.up_ms = (self.up_at[stream.stream_id] - self.announced_at[stream.stream_id]) * 1000
         frames = stats.get("frames") or {}
         rep.received = {k: int(v) for k, v in frames.items() if v or k in rep.sent}
         rep.wire_bytes = not stats.get("bytes")
@@ -432,7 +441,8 @@ class Demo:
         ok = bool(reports)
         for rep in reports:
             ok = ok and rep.complete
-            out.append(f"  stream {rep.stream_id}: {'COMPLETE' if rep.complete else 'INCOMPLETE'}")
+            up = f" (webhook to media flowing: {rep.up_ms:.0f} ms)" if rep.up_ms is not None else ""
+            out.append(f"  stream {rep.stream_id}: {'COMPLETE' if rep.complete else 'INCOMPLETE'}{up}")
             for kind in KINDS:
                 sent = rep.sent.get(kind, 0)
                 got = rep.received.get(kind, 0)
