@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
@@ -170,7 +171,9 @@ class Gateway:
             from .session import SessionSettings, StreamSession, StreamTarget
 
             if settings is None:
+                ca = cfg.sessions.ca_file
                 settings = SessionSettings(
+                    ssl_context=ssl.create_default_context(cafile=ca) if ca else None,
                     client_id=cfg.credentials.client_id,
                     client_secret=str(cfg.credentials.client_secret),
                     media_kinds=tuple(cfg.sessions.media_kinds),
@@ -460,14 +463,20 @@ class Gateway:
             self._mount_control()
         self._runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False)
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, server.host, server.port)
+        tls = None
+        if server.tls_cert:
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.minimum_version = ssl.TLSVersion.TLSv1_2  # what Zoom requires of webhook endpoints
+            tls.load_cert_chain(server.tls_cert, server.tls_key)
+        self._site = web.TCPSite(self._runner, server.host, server.port, ssl_context=tls)
         await self._site.start()
         sockets = getattr(self._site._server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else server.port
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.config.server.host}:{self.port}"
+        scheme = "https" if self.config.server.tls_cert else "http"
+        return f"{scheme}://{self.config.server.host}:{self.port}"
 
     @property
     def webhook_url(self) -> str:

@@ -109,7 +109,7 @@ async def serve(config: Any, *, ready: Callable[[Any], None] | None = None, stop
         await gw.close()
         return EXIT_FAILED
     s, q = config.server, config.sessions
-    log.info("rtms-gateway %s listening on http://%s:%d", __version__, s.host, gw.port)
+    log.info("rtms-gateway %s listening on %s", __version__, gw.base_url)
     log.info("  POST %s  Zoom webhooks (signature + %d s window + replay check, max body %d bytes)", s.webhook_path, s.timestamp_tolerance_s, s.max_body_bytes)
     log.info("  GET  /metrics (Prometheus)  /healthz  /streams (JSON)")
     log.info("  media parser: %s", implementation)

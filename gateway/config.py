@@ -59,6 +59,9 @@ class ServerConfig:
     replay_cache_size: int = 100_000
     #: how long graceful shutdown waits for streams to close before aborting them.
     shutdown_timeout_s: float = 10.0
+    #: serve HTTPS directly with this certificate chain and key (PEM); empty: plain HTTP behind a proxy.
+    tls_cert: str = ""
+    tls_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +90,8 @@ class SessionsConfig:
     unified: bool = False
     #: which RTMS_STATUS_CODE numbering the server speaks ("A" 2025 list, "B" 2026 list).
     status_profile: str = "B"
+    #: PEM bundle of CAs trusted for wss:// to RTMS servers (empty: the system's CAs).
+    ca_file: str = ""
     #: raw ``media_params`` per kind as sent in msg 3 (empty = the raw protocol's defaults).
     media_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
@@ -173,6 +178,11 @@ class GatewayConfig:
             raise ConfigError(f"server.replay_cache_size must be positive, got {s.replay_cache_size}")
         if s.shutdown_timeout_s <= 0:
             raise ConfigError(f"server.shutdown_timeout_s must be positive, got {s.shutdown_timeout_s}")
+        if bool(s.tls_cert) != bool(s.tls_key):
+            raise ConfigError("server.tls_cert and server.tls_key go together (both or neither)")
+        for key, path in (("server.tls_cert", s.tls_cert), ("server.tls_key", s.tls_key), ("sessions.ca_file", self.sessions.ca_file)):
+            if path and not os.path.isfile(path):
+                raise ConfigError(f"{key}: no such file {path!r}")
         q = self.sessions
         if q.max_streams < 1:
             raise ConfigError(f"sessions.max_streams must be at least 1, got {q.max_streams}")

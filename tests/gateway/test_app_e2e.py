@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import zlib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,8 @@ from tests.gateway.conftest import other_tasks, wait_for
 from tests.gateway.test_app_fakes import CLIENT_SECRET, WEBHOOK_SECRET, make_config
 
 KINDS = ("audio", "video", "transcript", "chat")
+#: the simulator's test-only self-signed certificate for 127.0.0.1
+TEST_CERT_DIR = Path(__file__).resolve().parents[1] / "sim" / "data"
 
 
 @pytest.fixture
@@ -238,6 +241,44 @@ async def test_interrupted_webhook_reconnects_the_stream(sim_factory: Any, liste
         before = sink.frames["audio"]
         await wait_for(lambda: sink.frames["audio"] > before + 20, timeout_s=20)
         assert gw.metrics.registry.get_sample_value("rtms_webhook_events_total", {"kind": "interrupted", "action": "interrupted"}) == 1
+        stream.terminate()
+        await wait_for(lambda: not gw.streams, timeout_s=15)
+    finally:
+        await gw.close()
+
+
+async def test_https_webhooks_and_wss_to_the_rtms_server(sim_factory: Any, listener_available: None) -> None:
+    """TLS on both sides: Zoom -> gateway over HTTPS, gateway -> RTMS over wss:// with a custom CA."""
+    import dataclasses
+    import ssl
+
+    import aiohttp
+    import orjson
+
+    from gateway.config import ServerConfig
+    from tests.gateway.test_app_fakes import sign
+
+    cert, key = str(TEST_CERT_DIR / "test_cert.pem"), str(TEST_CERT_DIR / "test_key.pem")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    sinks: dict[str, StatsSink] = {}
+    config = make_config(sessions=SessionsConfig(media_kinds=("audio", "transcript"), ca_file=cert))
+    config = dataclasses.replace(config, server=ServerConfig(host="127.0.0.1", port=0, tls_cert=cert, tls_key=key)).validate()
+    gw = Gateway(config, sink_factory=lambda ev: sinks.setdefault(ev.stream_id, StatsSink()))
+    await gw.start()
+    try:
+        assert gw.webhook_url.startswith("https://")
+        sim = await sim_factory(client_id="client-id-1", client_secret=CLIENT_SECRET, webhook_secret=WEBHOOK_SECRET, ssl_context=server_ctx)
+        stream = sim.create_stream(webhook=False)
+        body = orjson.dumps(stream.webhook_body(WebhookKind.STARTED))
+        assert stream.webhook_body(WebhookKind.STARTED)["payload"]["server_urls"].startswith("wss://")
+        client_ctx = ssl.create_default_context(cafile=cert)
+        async with aiohttp.ClientSession() as http:
+            async with http.post(gw.webhook_url, data=body, headers=sign(body), ssl=client_ctx) as resp:
+                assert resp.status == 200
+            with pytest.raises(aiohttp.ClientConnectorCertificateError):  # the default CAs do not know this cert
+                await http.post(gw.webhook_url, data=body, headers=sign(body))
+        await wait_for(lambda: sinks and next(iter(sinks.values())).frames["audio"] > 10, timeout_s=20)
         stream.terminate()
         await wait_for(lambda: not gw.streams, timeout_s=15)
     finally:

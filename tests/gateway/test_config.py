@@ -110,3 +110,12 @@ def test_config_is_frozen_and_secrets_hidden_in_repr() -> None:
     text = repr(cfg) + repr(cfg.credentials) + repr(cfg.credentials.client_secret) + f"{[cfg.credentials.webhook_secret]}"
     assert "csecret-xyz" not in text and "wsecret-xyz" not in text
     assert cfg.credentials.client_secret.reveal() == "csecret-xyz"
+
+
+def test_tls_settings_are_checked_at_load(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"server.tls_cert and server.tls_key"):
+        load_config(write(tmp_path, '[server]\ntls_cert = "/x.pem"\n'), env=CREDS)
+    with pytest.raises(ConfigError, match=r"server.tls_cert: no such file"):
+        load_config(write(tmp_path, '[server]\ntls_cert = "/nonexistent.pem"\ntls_key = "/nonexistent.key"\n'), env=CREDS)
+    with pytest.raises(ConfigError, match=r"sessions.ca_file: no such file"):
+        load_config(write(tmp_path, '[sessions]\nca_file = "/nonexistent-ca.pem"\n'), env=CREDS)
