@@ -180,6 +180,8 @@ class Gateway:
                     unified=cfg.sessions.unified,
                     media_params=cfg.sessions.build_media_params(),
                     status_profile=cfg.sessions.status_profile,
+                    buffer_data=cfg.sessions.buffer_data,
+                    handshake_timeout_s=cfg.sessions.handshake_timeout_s,
                 )
             return StreamSession(StreamTarget.from_webhook(event), settings, sink=sink, on_event=on_event)
 

@@ -90,6 +90,10 @@ class SessionsConfig:
     unified: bool = False
     #: which RTMS_STATUS_CODE numbering the server speaks ("A" 2025 list, "B" 2026 list).
     status_profile: str = "B"
+    #: ask Zoom to replay the audio buffered before the stream was joined (up to 60 s).
+    buffer_data: bool = True
+    #: limit for each handshake answer (msg 2, msg 4) before the stream is given up.
+    handshake_timeout_s: float = 10.0
     #: PEM bundle of CAs trusted for wss:// to RTMS servers (empty: the system's CAs).
     ca_file: str = ""
     #: raw ``media_params`` per kind as sent in msg 3 (empty = the raw protocol's defaults).
@@ -191,6 +195,8 @@ class GatewayConfig:
         for kind in q.media_kinds:
             if kind not in MEDIA_KINDS:
                 raise ConfigError(f"sessions.media_kinds: unknown kind {kind!r} (one of {', '.join(ALL_MEDIA_KINDS)})")
+        if q.handshake_timeout_s <= 0:
+            raise ConfigError(f"sessions.handshake_timeout_s must be positive, got {q.handshake_timeout_s}")
         if q.status_profile not in {p.value for p in StatusProfile}:
             raise ConfigError(f"sessions.status_profile must be one of {[p.value for p in StatusProfile]}, got {q.status_profile!r}")
         for kind, params in q.media_params.items():

@@ -70,6 +70,7 @@ async def test_signed_webhooks_start_sessions_and_every_byte_arrives(sim_factory
         streams = [sim.create_stream() for _ in range(3)]
         await wait_for(lambda: len(sinks) == 3 and all(len(s.users["audio"]) >= 2 and s.frames["video"] >= 3 and s.transcripts >= 1 for s in sinks.values()), timeout_s=30)
         assert all(d.status == 200 for d in sim.webhooks.deliveries)
+        assert all(s.client.buffer_data is True for s in streams)  # sessions.buffer_data reached msg 1
         assert {e.session.state.name for e in gw.streams.values()} <= {"STARTED", "RESUMED"}
         # pause (the simulator stops producing), let the gateway drain, compare exactly
         for stream in streams:
