@@ -284,3 +284,27 @@ async def test_https_webhooks_and_wss_to_the_rtms_server(sim_factory: Any, liste
         await wait_for(lambda: not gw.streams, timeout_s=15)
     finally:
         await gw.close()
+
+
+async def test_a_rejected_handshake_ends_only_that_stream_with_a_clear_error(sim_factory: Any, listener_available: None) -> None:
+    from gateway.protocol import Status
+
+    gw, sim, sinks = await _gateway_and_sim(sim_factory)
+    ended: dict[str, dict[str, Any]] = {}
+    gw.event_listeners.append(lambda sid, doc: ended.__setitem__(sid, doc) if doc.get("type") == "stream_ended" else None)
+    try:
+        good = [sim.create_stream() for _ in range(2)]
+        bad = sim.create_stream(webhook=False)
+        bad.reject_next_signaling(Status.INVALID_SIGNATURE)
+        await sim.webhooks.post(bad.webhook_body(WebhookKind.STARTED))
+        await wait_for(lambda: bad.stream_id in ended, timeout_s=20)
+        assert ended[bad.stream_id]["outcome"] == "error"
+        assert "INVALID_SIGNATURE" in ended[bad.stream_id]["error"]
+        await wait_for(lambda: all(sinks.get(s.stream_id) and sinks[s.stream_id].frames["audio"] > 10 for s in good), timeout_s=20)
+        assert sorted(gw.streams) == sorted(s.stream_id for s in good)
+        assert gw.metrics.registry.get_sample_value("rtms_sessions_ended_total", {"outcome": "error"}) == 1
+        for stream in good:
+            stream.terminate()
+        await wait_for(lambda: not gw.streams, timeout_s=15)
+    finally:
+        await gw.close()
