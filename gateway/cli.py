@@ -97,7 +97,11 @@ async def serve(config: Any, *, ready: Callable[[Any], None] | None = None, stop
     except ImportError as exc:
         log.error("cannot start: %s", exc)
         return EXIT_USAGE
-    gw = Gateway(config)
+    try:
+        gw = Gateway(config)
+    except ConfigError as exc:
+        log.error("cannot start: %s", exc)
+        return EXIT_USAGE
     try:
         await gw.start()
     except ConfigError as exc:
@@ -119,7 +123,7 @@ async def serve(config: Any, *, ready: Callable[[Any], None] | None = None, stop
         ",".join(q.media_kinds),
         "one 'all' media socket" if q.unified else "one media socket per kind",
         q.status_profile,
-        "shared memory" if config.publish.shm else "counters only",
+        f"shared memory ({config.publish.shm_dir or '/dev/shm'}/{config.publish.shm_prefix}.*)" if config.publish.shm else "counters only",
     )
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
