@@ -78,6 +78,8 @@ cdef class MediaListener(WSListener):
     cdef readonly uint64_t unknown_types
     cdef readonly uint64_t callback_errors
     cdef readonly uint64_t slow_path          # frames the scanner handed to orjson (native only)
+    cdef readonly uint64_t template_hits      # frames read through the learned template (native only)
+    cdef ScanTemplate _template
     cdef readonly int64_t last_rx_ns
     cdef uint64_t _drops[6]
     cdef NativeSink _nsink
@@ -126,6 +128,7 @@ cdef class MediaListener(WSListener):
         self._name_str = [None] * _NAME_CACHE
         self._name_next = 0
         self._fragments = None
+        self._template.valid = False
 
     # ------------------------------------------------------------------ picows callbacks
 
@@ -212,6 +215,7 @@ cdef class MediaListener(WSListener):
             "unknown_types": self.unknown_types,
             "callback_errors": self.callback_errors,
             "slow_path": self.slow_path,
+            "template_hits": self.template_hits,
             "drops": sum(drops.values()),
             "drops_by_reason": drops,
             "last_rx_ns": self.last_rx_ns,
@@ -237,11 +241,20 @@ cdef class MediaListener(WSListener):
 
     cdef void _on_message(self, const uint8_t* p, Py_ssize_t n) noexcept:
         cdef MediaScan scan
+        cdef int scanned
         self._count_frame(n)
         if n > self.max_frame_bytes:
             self._drop(-1, DROP_TOO_LARGE)
             return
-        if scan_media(p, n, &scan) == SCAN_MEDIA:
+        scanned = SCAN_FALLBACK
+        if self._template.valid:
+            scanned = scan_with_template(p, n, &self._template, &scan)
+            self.template_hits += scanned == SCAN_MEDIA
+        if scanned != SCAN_MEDIA:
+            scanned = scan_media(p, n, &scan)
+            if scanned == SCAN_MEDIA:
+                learn_template(&self._template, p, n, &scan)
+        if scanned == SCAN_MEDIA:
             if self._deliver_binary(<int>(scan.msg_type - MT_AUDIO), scan.user_id, scan.timestamp, scan.data,
                                     scan.data_len, scan.length, scan.name, scan.name_len, None,
                                     True) != _FALLBACK:

@@ -14,6 +14,8 @@ cdef enum:
     SCAN_MEDIA = 1
     SCAN_MAX_DEPTH = 32
     SCAN_MAX_INT_DIGITS = 18
+    SCAN_MAX_SPANS = 12
+    TEMPLATE_MAX_LITERAL = 256
 
 # Byte classes inside a JSON string: 0 plain ASCII, 1 quote, 2 backslash, 3 control, 4 non-ASCII.
 cdef uint8_t _STR_CLASS[256]
@@ -145,6 +147,27 @@ cdef struct MediaScan:
     uint32_t seen                # F_* bits
     bint has_msg_type
     bint has_content
+    # Where each known value lies, in document order (for learning a template, see below).
+    bint templatable             # only known keys, no nulls, at most SCAN_MAX_SPANS values
+    int nspans
+    int span_key[12]
+    Py_ssize_t span_start[12]
+    Py_ssize_t span_end[12]
+
+
+# A template is the exact bytes between the values of the last message that scanned cleanly.
+# Zoom's serializer writes every audio message of a stream the same way, so the next message
+# is checked literal by literal (memcmp) and only its values are parsed -- no key dispatch, no
+# whitespace handling. Same literals around values the full scanner would accept = the same
+# document structure, so a template match accepts exactly what scan_media accepts; any
+# difference fails the match and the full scanner runs (and learns the new shape).
+cdef struct ScanTemplate:
+    bint valid
+    int nvals
+    int key[12]
+    int lit_off[13]
+    int lit_len[13]
+    uint8_t lit[256]
 
 
 cdef inline bint _is_ws(uint8_t c) noexcept nogil:
@@ -370,6 +393,19 @@ cdef inline Py_ssize_t _scan_user_id(const uint8_t* p, Py_ssize_t i, Py_ssize_t 
     return end
 
 
+cdef inline void _record(MediaScan* s, const uint8_t* p, int key, Py_ssize_t start, Py_ssize_t end) noexcept nogil:
+    """Note a known value's span; nulls and overflow make the message unfit for a template."""
+    if not s.templatable:
+        return
+    if s.nspans >= SCAN_MAX_SPANS or p[start] == c'n':
+        s.templatable = False
+        return
+    s.span_key[s.nspans] = key
+    s.span_start[s.nspans] = start
+    s.span_end[s.nspans] = end
+    s.nspans += 1
+
+
 cdef Py_ssize_t _scan_content(const uint8_t* p, Py_ssize_t i, Py_ssize_t n, MediaScan* s) noexcept nogil:
     """The ``content`` object (p[i] == '{'): index after it, -1 to fall back."""
     cdef int key
@@ -379,7 +415,7 @@ cdef Py_ssize_t _scan_content(const uint8_t* p, Py_ssize_t i, Py_ssize_t n, Medi
     cdef int64_t ignored
     cdef bint present
     cdef const uint8_t* ignored_str
-    cdef Py_ssize_t ignored_len
+    cdef Py_ssize_t ignored_len, start
     i = _skip_ws(p, i + 1, n)
     if i < n and p[i] == c'}':
         return i + 1
@@ -395,6 +431,7 @@ cdef Py_ssize_t _scan_content(const uint8_t* p, Py_ssize_t i, Py_ssize_t n, Medi
         if i >= n or p[i] != c':':
             return -1
         i = _skip_ws(p, i + 1, n)
+        start = i
         bit = 0
         if key == K_DATA:
             bit = F_DATA
@@ -445,10 +482,12 @@ cdef Py_ssize_t _scan_content(const uint8_t* p, Py_ssize_t i, Py_ssize_t n, Medi
             bit = F_ATTRIBUTE
             i = _scan_opt_int(p, i, n, &ignored, &present)
         else:
+            s.templatable = False
             i = _skip_value(p, i, n, 2)
         if i < 0:
             return -1
         if bit:
+            _record(s, p, key, start, i)
             if s.seen & bit:
                 return -1        # duplicate key: orjson keeps the last; let it decide
             s.seen |= bit
@@ -465,7 +504,7 @@ cdef Py_ssize_t _scan_content(const uint8_t* p, Py_ssize_t i, Py_ssize_t n, Medi
 
 cdef int scan_media(const uint8_t* p, Py_ssize_t n, MediaScan* s) noexcept nogil:
     """Scan one frame. SCAN_MEDIA: a valid msg 14-16 with every field the listener needs in ``s``."""
-    cdef Py_ssize_t i, end
+    cdef Py_ssize_t i, end, start
     cdef int key
     s.user_id = 0
     s.name = NULL
@@ -477,6 +516,8 @@ cdef int scan_media(const uint8_t* p, Py_ssize_t n, MediaScan* s) noexcept nogil
     s.seen = 0
     s.has_msg_type = False
     s.has_content = False
+    s.templatable = True
+    s.nspans = 0
     i = _skip_ws(p, 0, n)
     if i >= n or p[i] != c'{':
         return SCAN_FALLBACK
@@ -499,15 +540,19 @@ cdef int scan_media(const uint8_t* p, Py_ssize_t n, MediaScan* s) noexcept nogil
             if s.has_msg_type:
                 return SCAN_FALLBACK
             s.has_msg_type = True
+            start = i
             i = _scan_int(p, i, n, &s.msg_type)
             if i >= 0 and not (MT_AUDIO <= s.msg_type <= MT_SHARE):
                 return SCAN_FALLBACK
+            if i >= 0:
+                _record(s, p, K_MSG_TYPE, start, i)
         elif key == K_CONTENT:
             if s.has_content or i >= n or p[i] != c'{':
                 return SCAN_FALLBACK
             s.has_content = True
             i = _scan_content(p, i, n, s)
         else:
+            s.templatable = False
             i = _skip_value(p, i, n, 1)
         if i < 0:
             return SCAN_FALLBACK
@@ -523,5 +568,108 @@ cdef int scan_media(const uint8_t* p, Py_ssize_t n, MediaScan* s) noexcept nogil
     if _skip_ws(p, i + 1, n) != n:
         return SCAN_FALLBACK
     if not (s.has_msg_type and s.has_content) or (s.seen & (F_DATA | F_TIMESTAMP)) != (F_DATA | F_TIMESTAMP):
+        return SCAN_FALLBACK
+    return SCAN_MEDIA
+
+
+
+cdef void learn_template(ScanTemplate* t, const uint8_t* p, Py_ssize_t n, const MediaScan* s) noexcept nogil:
+    """Keep the literal bytes around the values of a message scan_media accepted."""
+    cdef Py_ssize_t pos = 0, seg
+    cdef int k, off = 0
+    t.valid = False
+    if not s.templatable:
+        return
+    for k in range(s.nspans + 1):
+        seg = (s.span_start[k] if k < s.nspans else n) - pos
+        if off + seg > TEMPLATE_MAX_LITERAL:
+            return
+        memcpy(t.lit + off, p + pos, seg)
+        t.lit_off[k] = off
+        t.lit_len[k] = <int>seg
+        off += <int>seg
+        if k < s.nspans:
+            t.key[k] = s.span_key[k]
+            pos = s.span_end[k]
+    t.nvals = s.nspans
+    t.valid = True
+
+
+cdef inline bint _same_bytes(const uint8_t* a, const uint8_t* b, Py_ssize_t n) noexcept nogil:
+    """memcmp(a, b, n) == 0 for short literals, inlined (8-byte words, then bytes)."""
+    cdef uint64_t x, y
+    while n >= 8:
+        memcpy(&x, a, 8)
+        memcpy(&y, b, 8)
+        if x != y:
+            return False
+        a += 8
+        b += 8
+        n -= 8
+    while n > 0:
+        if a[0] != b[0]:
+            return False
+        a += 1
+        b += 1
+        n -= 1
+    return True
+
+
+cdef int scan_with_template(const uint8_t* p, Py_ssize_t n, const ScanTemplate* t, MediaScan* s) noexcept nogil:
+    """SCAN_MEDIA when the frame has the template's exact literals and valid values in between."""
+    cdef Py_ssize_t pos = 0, lit_len
+    cdef int k, key
+    cdef bint present
+    cdef int64_t ignored
+    cdef const uint8_t* ignored_str
+    cdef const uint8_t* quote
+    cdef Py_ssize_t ignored_len
+    s.user_id = 0
+    s.name = NULL
+    s.name_len = 0
+    s.length = -1
+    s.templatable = False
+    for k in range(t.nvals):
+        lit_len = t.lit_len[k]
+        if pos + lit_len > n or not _same_bytes(p + pos, t.lit + t.lit_off[k], lit_len):
+            return SCAN_FALLBACK
+        pos += lit_len
+        key = t.key[k]
+        if key == K_DATA:
+            if pos >= n or p[pos] != c'"':
+                return SCAN_FALLBACK
+            quote = <const uint8_t*>memchr(p + pos + 1, c'"', n - pos - 1)
+            if quote == NULL:
+                return SCAN_FALLBACK
+            s.data = p + pos + 1
+            s.data_len = quote - p - pos - 1
+            pos = quote - p + 1
+        elif key == K_MSG_TYPE:
+            pos = _scan_int(p, pos, n, &s.msg_type)
+            if pos >= 0 and not (MT_AUDIO <= s.msg_type <= MT_SHARE):
+                return SCAN_FALLBACK
+        elif key == K_USER_ID:
+            pos = _scan_user_id(p, pos, n, &s.user_id)
+        elif key == K_USER_NAME:
+            pos = _scan_opt_str(p, pos, n, &s.name, &s.name_len)
+        elif key == K_TIMESTAMP:
+            if _is_null(p, pos, n):
+                return SCAN_FALLBACK
+            pos = _scan_int(p, pos, n, &s.timestamp)
+        elif key == K_LENGTH:
+            pos = _scan_opt_int(p, pos, n, &s.length, &present)
+            if pos >= 0:
+                if not present:
+                    s.length = -1
+                elif s.length < 0:
+                    return SCAN_FALLBACK
+        elif key == K_CHANNEL_ID:
+            pos = _scan_opt_str(p, pos, n, &ignored_str, &ignored_len)
+        else:                    # start_time, end_time, language, attribute
+            pos = _scan_opt_int(p, pos, n, &ignored, &present)
+        if pos < 0:
+            return SCAN_FALLBACK
+    lit_len = t.lit_len[t.nvals]
+    if pos + lit_len != n or not _same_bytes(p + pos, t.lit + t.lit_off[t.nvals], lit_len):
         return SCAN_FALLBACK
     return SCAN_MEDIA

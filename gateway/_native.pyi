@@ -50,7 +50,11 @@ class MediaListener(WSListener):
     def slow_path(self) -> int:
         """Frames the scanner handed to the orjson slow path (native only)."""
     @property
-    def last_rx_ns(self) -> int: ...
+    def template_hits(self) -> int:
+        """Frames read through the shape learned from the previous message (native only)."""
+    @property
+    def last_rx_ns(self) -> int:
+        """CLOCK_MONOTONIC_COARSE ns (time.monotonic_ns's timeline, 1-4 ms resolution)."""
     @property
     def drops_by_reason(self) -> dict[str, int]: ...
     def __init__(self, sink: Any, control: Any, *, max_frame_bytes: int = 8 * 1024 * 1024) -> None: ...

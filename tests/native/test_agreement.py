@@ -178,6 +178,7 @@ def test_valid_and_corrupted_media_agree(data: st.DataObject) -> None:
     text = data.draw(json_text(doc))
     raw = data.draw(corrupted(text))
     calls = _run_all([raw])
+    _run_all([text.encode(), raw, text.encode()])  # learned shape first: the native template path
     if payload is not None and raw == text.encode() and calls and calls[0][0] != "drop":
         assert calls[0][4] == payload  # delivered bytes are the generated payload
 
@@ -196,6 +197,45 @@ def test_well_formed_media_is_delivered_with_exact_bytes(data: st.DataObject) ->
     listener.feed(raw, True)
     assert sink.calls == [("audio", uid, name, 5, payload)]
     _run_all([raw])
+
+
+@SETTINGS
+@given(st.data())
+def test_same_shape_new_values_agree(data: st.DataObject) -> None:
+    """A stream of messages with one shape and changing values (the native template path)."""
+    doc, _ = data.draw(media_message())
+    text = data.draw(json_text(doc))
+    stream = [text.encode()]
+    for _ in range(3):
+        mutated = text
+        for old, new in data.draw(st.lists(st.tuples(st.sampled_from(["1", "A", "n", '"', "4", "0", ":"]),
+                                                      st.sampled_from(["12", "", "9", "null", "B", '"x"', "-"])),
+                                            max_size=3)):
+            at = data.draw(st.integers(0, max(0, len(mutated) - 1)))
+            index = mutated.find(old, at)
+            if index >= 0:
+                mutated = mutated[:index] + new + mutated[index + len(old):]
+        stream.append(mutated.encode())
+    _run_all(stream)
+
+
+@SETTINGS
+@given(st.data())
+def test_compact_stream_with_value_edits_agrees(data: st.DataObject) -> None:
+    """Compact messages as Zoom sends them, then single-byte edits anywhere (values or literals)."""
+    payload = data.draw(st.binary(max_size=2048) | st.binary(min_size=600, max_size=700))
+    content: dict[str, Any] = {"user_id": data.draw(st.integers(0, 2**32 - 1)), "user_name": data.draw(SAFE_TEXT),
+                               "data": base64.b64encode(payload).decode(), "timestamp": data.draw(st.integers(0, 2**45))}
+    if data.draw(st.booleans()):
+        content["length"] = len(payload)
+    first = orjson.dumps({"msg_type": data.draw(st.sampled_from([14, 15, 16])), "content": content})
+    stream = [first]
+    for _ in range(4):
+        at = data.draw(st.integers(0, len(first) - 1))
+        edit = data.draw(st.sampled_from([b"0", b"7", b"A", b"=", b'"', b"-", b" ", b"n", b".", b"e", b"", b"99"]))
+        stream.append(first[:at] + edit + first[at + 1:])
+    stream.append(first)
+    _run_all(stream)
 
 
 @SETTINGS

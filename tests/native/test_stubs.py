@@ -45,3 +45,8 @@ def test_fast_path_covers_the_usual_shapes() -> None:
         listener.feed(payload, False)
     assert listener.stats()["slow_path"] == 0
     assert [call[0] for call in sink.calls] == ["audio", "video", "share", "audio"]
+    hits = listener.stats()["template_hits"]
+    for _ in range(3):
+        listener.feed(payloads[0], False)  # a learned shape: read through the template
+    assert listener.stats()["template_hits"] - hits >= 2
+    assert sink.calls[-1] == ("audio", 16778240, "John Smith", 1738392033699, bytes(640))
