@@ -167,6 +167,7 @@ cdef struct ScanTemplate:
     int key[12]
     int lit_off[13]
     int lit_len[13]
+    Py_ssize_t data_len          # the last data string's length: audio packets keep it
     uint8_t lit[256]
 
 
@@ -592,6 +593,7 @@ cdef void learn_template(ScanTemplate* t, const uint8_t* p, Py_ssize_t n, const 
             t.key[k] = s.span_key[k]
             pos = s.span_end[k]
     t.nvals = s.nspans
+    t.data_len = s.data_len
     t.valid = True
 
 
@@ -638,9 +640,14 @@ cdef int scan_with_template(const uint8_t* p, Py_ssize_t n, const ScanTemplate* 
         if key == K_DATA:
             if pos >= n or p[pos] != c'"':
                 return SCAN_FALLBACK
-            quote = <const uint8_t*>memchr(p + pos + 1, c'"', n - pos - 1)
-            if quote == NULL:
-                return SCAN_FALLBACK
+            # Same length as last time? Then no search: a quote earlier in the span is not
+            # base64, so the decoder rejects it and the listener falls back.
+            if pos + 1 + t.data_len < n and p[pos + 1 + t.data_len] == c'"':
+                quote = p + pos + 1 + t.data_len
+            else:
+                quote = <const uint8_t*>memchr(p + pos + 1, c'"', n - pos - 1)
+                if quote == NULL:
+                    return SCAN_FALLBACK
             s.data = p + pos + 1
             s.data_len = quote - p - pos - 1
             pos = quote - p + 1

@@ -50,3 +50,16 @@ def test_fast_path_covers_the_usual_shapes() -> None:
         listener.feed(payloads[0], False)  # a learned shape: read through the template
     assert listener.stats()["template_hits"] - hits >= 2
     assert sink.calls[-1] == ("audio", 16778240, "John Smith", 1738392033699, bytes(640))
+
+
+def test_template_with_a_shorter_payload_still_reads_right() -> None:
+    """The template guesses the data length from the last message; a wrong guess never misreads."""
+    from tests.native.helpers import RecordingControl
+
+    sink = native_module()._RecordingSink()
+    listener = native_module().MediaListener(sink, RecordingControl())
+    listener.feed(b'{"msg_type":14,"content":{"data":"AAAAAA==","timestamp":5}}', False)  # learns length 8
+    listener.feed(b'{"msg_type":14,"content":{"data":"AAAA","timestamp":6}}', False)      # a quote at guess 6
+    listener.feed(b'{"msg_type":14,"content":{"data":"AAAAAAAAAAAA","timestamp":7}}', False)
+    assert sink.calls == [("audio", 0, None, 5, bytes(4)), ("audio", 0, None, 6, bytes(3)),
+                          ("audio", 0, None, 7, bytes(9))]
