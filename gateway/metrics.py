@@ -126,7 +126,7 @@ class _StreamCollector(Collector):
         lag.add_metric(["max"], lag_max)
         lag.add_metric(["mean"], lag_sum / lag_n if lag_n else 0.0)
         yield lag
-        yield GaugeMetricFamily("rtms_ring_occupancy_ratio", "Fullest shared-memory ring across live streams (0..1)", value=occupancy_max)
+        yield GaugeMetricFamily("rtms_ring_occupancy_ratio", "Fullest ring across live streams (0..1), from sinks that report ring_occupancy in stats(); 0 when none does (the shared-memory writer never tracks readers)", value=occupancy_max)
 
 
 class GatewayMetrics:
@@ -146,7 +146,7 @@ class GatewayMetrics:
         self.concurrency = Gauge("rtms_account_concurrency", "Last concurrency notice from Zoom", ["field"], registry=r)
         self.latency = Histogram(
             "rtms_end_to_end_latency_seconds",
-            "Latency from media timestamp to hand-off, reported by sessions",
+            "Latency from media timestamp to hand-off, from session events carrying latency_s (empty until a session reports it)",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
