@@ -1,7 +1,7 @@
 # The media-socket listener at C level: a cdef subclass of picows's WSListener.
 #
-# Fast path (audio/video/share in the usual shapes): scan_media() reads the frame where picows
-# received it, the base64 is decoded straight into NativeSink memory (or into a reusable scratch
+# Fast path (audio/video/share in the usual shapes): scan_with_template() or scan_media() reads
+# the frame where picows received it, the base64 is decoded straight into NativeSink memory (or into a reusable scratch
 # buffer lent to a Python MediaSink as a memoryview), and no Python object is built per frame
 # on the NativeSink path. Everything else -- control messages, keep-alives, transcripts, chat,
 # odd or broken shapes -- takes the slow path: orjson + gateway._native_py.classify_media, the

@@ -6,6 +6,10 @@
 # duplicate keys it cares about, wrong types, other msg_types -- makes it answer SCAN_FALLBACK and
 # the listener runs the slow path (orjson + the twin's validation), which decides. So the scanner
 # only has to be right when it says SCAN_MEDIA; everything else is the twin's word.
+#
+# Per stream, the listener keeps a template learned from the last clean message (the exact bytes
+# between its values, see ScanTemplate): the next message of the same shape is checked literal by
+# literal and only its values are parsed, which is most of Zoom's audio traffic.
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 from libc.string cimport memchr, memcmp, memcpy
 
