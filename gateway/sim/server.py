@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import random
 import secrets
 import time
 from collections.abc import Callable
@@ -145,6 +146,11 @@ class SentRecord:
     events: list[dict[str, Any]] = field(default_factory=list)
     signaling: list[dict[str, Any]] = field(default_factory=list)
     media_counts: dict[str, int] = field(default_factory=dict)
+    #: audio packets the faults withheld / sent twice / sent late, as (user_id, timestamp);
+    #: ``audio_reordered`` entries are (user_id, timestamp, packets of that user sent before it).
+    audio_dropped: list[tuple[int, int]] = field(default_factory=list)
+    audio_duplicated: list[tuple[int, int]] = field(default_factory=list)
+    audio_reordered: list[tuple[int, int, int]] = field(default_factory=list)
 
     def audio_bytes(self, user_id: int | None = None) -> bytes:
         """All audio payloads sent (for one user, or every user in send order per user)."""
@@ -191,6 +197,55 @@ class Faults:
         self.reject_signaling: list[int] = []  # status codes for the next signaling handshakes
         self.reject_media: list[tuple[str | None, int]] = []  # (kind or None = any, status)
         self.refuse_other_listeners = False
+        self.audio = AudioFaults()
+
+
+@dataclass
+class AudioFaults:
+    """Per-packet audio faults, keyed by ``(user_id, media timestamp ms)`` or drawn by a seeded RNG.
+
+    ``delay`` holds a packet back until that many later packets *of the same user* went out
+    (``swap`` = delay 1: it trades places with the next one). Every fault applied is recorded in
+    :class:`SentRecord` (``audio_dropped``, ``audio_duplicated``, ``audio_reordered``), so a test
+    knows exactly which packets were withheld, sent twice or sent late. A packet still held when
+    the stream ends is never sent (it counts as reordered, not dropped; tests should end with a
+    few clean packets).
+    """
+
+    drop: set[tuple[int, int]] = field(default_factory=set)
+    duplicate: set[tuple[int, int]] = field(default_factory=set)
+    swap: set[tuple[int, int]] = field(default_factory=set)
+    delay: dict[tuple[int, int], int] = field(default_factory=dict)
+    #: probabilities per packet (exclusive, checked in this order), drawn from ``random.Random(seed)``.
+    drop_p: float = 0.0
+    duplicate_p: float = 0.0
+    reorder_p: float = 0.0
+    #: a randomly reordered packet is delayed by 1..max_delay packets of its user.
+    max_delay: int = 3
+    seed: int = 0
+    _rng: random.Random | None = field(default=None, repr=False)
+
+    def decide(self, key: tuple[int, int]) -> tuple[str, int]:
+        """``("send"|"drop"|"duplicate"|"delay", n)`` for one packet."""
+        if key in self.drop:
+            return "drop", 0
+        if key in self.duplicate:
+            return "duplicate", 0
+        if key in self.swap:
+            return "delay", 1
+        if key in self.delay:
+            return "delay", max(1, self.delay[key])
+        if self.drop_p or self.duplicate_p or self.reorder_p:
+            if self._rng is None:
+                self._rng = random.Random(self.seed)
+            r = self._rng.random()
+            if r < self.drop_p:
+                return "drop", 0
+            if r < self.drop_p + self.duplicate_p:
+                return "duplicate", 0
+            if r < self.drop_p + self.duplicate_p + self.reorder_p:
+                return "delay", self._rng.randint(1, max(1, self.max_delay))
+        return "send", 0
 
 
 class _Conn(WSListener):
@@ -319,6 +374,7 @@ class SimStream:
         self.video_on: set[int] = set()
         self.sharing = False
         self._cursor = {"audio": 0, "transcript": 0, "chat": 0}
+        self._held_audio: dict[int, list[list[Any]]] = {}  # per user: [packets still to wait, ts, payload, msg]
         self._frame_idx = {"video": 0, "deskshare": 0}
         self._events_cursor = 0
         self._events_started = False
@@ -909,12 +965,43 @@ class SimStream:
             ts = self.started_ms + cursor
             for uid, name, payload in self.content.audio_packets(params, cursor):
                 extra = {"channel_id": self.content.channel_id(uid)} if zcc and uid else {}
-                conn.send(protocol.build_media(MsgType.MEDIA_DATA_AUDIO, data=payload, timestamp=ts, user_id=uid, user_name=name, with_length=self.cfg.send_length, **extra))
-                self._count("audio")
-                if record:
-                    self.sent.audio.setdefault(uid, []).append((ts, payload))
+                msg = protocol.build_media(MsgType.MEDIA_DATA_AUDIO, data=payload, timestamp=ts, user_id=uid, user_name=name, with_length=self.cfg.send_length, **extra)
+                self._send_audio(conn, uid, ts, payload, msg, record)
             cursor += rate
         self._cursor["audio"] = cursor
+
+    def _send_audio(self, conn: _Conn, uid: int, ts: int, payload: bytes, msg: dict[str, Any], record: bool) -> None:
+        """Send one audio packet through the per-packet faults (drop, duplicate, delay).
+
+        Every packet produced for ``uid`` (whatever its own fate) brings that user's held packets
+        one step closer; a held packet goes out right after the one that makes it due.
+        """
+        action, n = self.faults.audio.decide((uid, ts))
+        held = self._held_audio.setdefault(uid, [])
+        mine: list[Any] | None = None
+        if action == "drop":
+            self.sent.audio_dropped.append((uid, ts))
+        elif action == "delay":
+            mine = [n, ts, payload, msg]
+            self.sent.audio_reordered.append((uid, ts, n))
+        else:
+            if action == "duplicate":
+                self.sent.audio_duplicated.append((uid, ts))
+                self._put_audio(conn, uid, ts, payload, msg, record)
+            self._put_audio(conn, uid, ts, payload, msg, record)
+        for h in list(held):
+            h[0] -= 1
+            if h[0] <= 0:
+                held.remove(h)
+                self._put_audio(conn, uid, h[1], h[2], h[3], record)
+        if mine is not None:
+            held.append(mine)
+
+    def _put_audio(self, conn: _Conn, uid: int, ts: int, payload: bytes, msg: dict[str, Any], record: bool) -> None:
+        conn.send(msg)
+        self._count("audio")
+        if record:
+            self.sent.audio.setdefault(uid, []).append((ts, payload))
 
     def _produce_text(self, conn: _Conn, kind: str, el: int) -> None:
         t0 = self._cursor[kind]
