@@ -671,6 +671,8 @@ def webhook_signature(secret: str, timestamp: str | int, body: bytes) -> str:
 
 def verify_webhook_signature(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
     """Constant-time check of ``x-zm-signature`` over the raw body."""
+    if not signature.isascii():  # a header with undecodable bytes arrives with surrogates: no match
+        return False
     expected = webhook_signature(secret, timestamp, body)
     return hmac.compare_digest(expected.encode(), signature.encode())
 
