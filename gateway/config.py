@@ -18,6 +18,8 @@ from typing import Any
 
 from .errors import ConfigError, ProtocolError
 from .protocol import MEDIA_KINDS, MediaParams, StatusProfile, negotiate_media_params
+from .udp import UdpConfig
+from .video import VideoConfig
 
 #: Environment names for the three credentials (the official ``rtms`` SDK's names).
 ENV_CLIENT_ID = "ZM_RTMS_CLIENT"
@@ -127,6 +129,31 @@ class PublishConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AudioSettings:
+    """``[audio]``: the audio engine between the media sockets and shared memory (with ``publish.shm``).
+
+    ``engine = true``: one media clock per meeting, reorder window, duplicates dropped, gaps
+    marked, the mix of per-speaker streams, G.711/G.722/Opus decoded to PCM rings, consumer
+    formats. Costs the Python audio path and ``reorder_ms`` of latency. ``false``: the native
+    fast path (payloads decoded from base64 straight into the rings, no Python per packet):
+    packets land at their timestamps, but no mix, no reordering, no codec decoding, no formats.
+    """
+
+    engine: bool = True
+    #: how long packets may arrive out of order (added latency).
+    reorder_ms: int = 60
+    #: user ids left out of the computed mix (their own rings are still published).
+    mix_exclude: tuple[str, ...] = ()
+    #: scale of the computed mix before saturating (1.0 = plain saturating sum).
+    mix_gain: float = 1.0
+    #: consumer formats of the mixed stream, "rate:int16|float32:channels" (8000-48000 Hz, 1 or 2),
+    #: each produced once (soxr) into its own shared-memory format ring.
+    formats: tuple[str, ...] = ()
+    #: decode G.711 as mu-law instead of A-law.
+    g711_ulaw: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ControlConfig:
     """Operator endpoints ``POST {prefix}/{meeting_id}/{start|stop|pause|resume}`` on the gateway's server.
 
@@ -162,8 +189,11 @@ class GatewayConfig:
     credentials: Credentials = field(default_factory=Credentials)
     sessions: SessionsConfig = field(default_factory=SessionsConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
+    audio: AudioSettings = field(default_factory=AudioSettings)
     control: ControlConfig = field(default_factory=ControlConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
+    udp: UdpConfig = field(default_factory=UdpConfig)
 
     def validate(self, *, require_credentials: bool = True) -> GatewayConfig:
         """Raise :class:`ConfigError` naming the first bad key; return ``self`` for chaining."""
@@ -213,6 +243,21 @@ class GatewayConfig:
         for key in ("video_ring_bytes", "share_ring_bytes"):
             if getattr(p, key) < 64 * 1024:
                 raise ConfigError(f"publish.{key} must be at least 65536, got {getattr(p, key)}")
+        a = self.audio
+        if not 0 <= a.reorder_ms <= 2000:
+            raise ConfigError(f"audio.reorder_ms must be 0..2000, got {a.reorder_ms}")
+        if not 0.0 < a.mix_gain <= 1.0:
+            raise ConfigError(f"audio.mix_gain must be in (0, 1], got {a.mix_gain}")
+        for uid in a.mix_exclude:
+            if not uid.isdigit():
+                raise ConfigError(f"audio.mix_exclude: {uid!r} is not a user id")
+        for spec in a.formats:
+            from .pipeline import parse_format  # numpy/soxr only when formats are configured
+
+            try:
+                parse_format(spec)
+            except ValueError as exc:
+                raise ConfigError(f"audio.formats: {exc}") from None
         c = self.control
         if c.enabled and not str(c.operator_token).strip():
             raise ConfigError("control.operator_token is required when control.enabled (or set GATEWAY_CONTROL_OPERATOR_TOKEN)")
@@ -236,8 +281,11 @@ _SECTIONS: dict[str, type] = {
     "credentials": Credentials,
     "sessions": SessionsConfig,
     "publish": PublishConfig,
+    "audio": AudioSettings,
     "control": ControlConfig,
     "log": LogConfig,
+    "video": VideoConfig,
+    "udp": UdpConfig,
 }
 _SECRET_KEYS = {("credentials", "client_secret"), ("credentials", "webhook_secret"), ("control", "operator_token")}
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import ConfigError
 from .protocol import Codec
 
 log = logging.getLogger(__name__)
@@ -64,12 +65,12 @@ class UdpConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.base_port < 65536 or self.base_port % 2:
-            raise ValueError(f"udp.base_port must be an even port number, got {self.base_port}")
+            raise ConfigError(f"udp.base_port must be an even port number, got {self.base_port}")
         if self.mtu < 200:
-            raise ValueError("udp.mtu must be at least 200")
+            raise ConfigError("udp.mtu must be at least 200")
         for kind in self.kinds:
             if kind not in ("audio", "video", "share"):
-                raise ValueError(f"udp.kinds: unknown kind {kind!r}")
+                raise ConfigError(f"udp.kinds: unknown kind {kind!r}")
 
 
 def rtp_header(payload_type: int, seq: int, timestamp: int, ssrc: int, marker: bool) -> bytes:

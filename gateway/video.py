@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import ConfigError
 from .protocol import Codec
 
 log = logging.getLogger(__name__)
@@ -77,12 +78,19 @@ class VideoConfig:
     decode_queue: int = 8
     #: bytes of the decoded-frame ring (a 1280x720 RGB picture is 2.7 MB).
     decoded_ring_bytes: int = 32 * 1024 * 1024
+    #: how often the follower thread reads new frames (ms); it never touches the audio path.
+    follow_interval_ms: int = 10
 
     def __post_init__(self) -> None:
         if self.pixel_format not in PIXEL_FORMATS:
-            raise ValueError(f"video.pixel_format must be one of {sorted(PIXEL_FORMATS)}, got {self.pixel_format!r}")
+            raise ConfigError(f"video.pixel_format must be one of {sorted(PIXEL_FORMATS)}, got {self.pixel_format!r}")
         if self.decode_queue < 1:
-            raise ValueError("video.decode_queue must be at least 1")
+            raise ConfigError("video.decode_queue must be at least 1")
+        if self.follow_interval_ms < 1:
+            raise ConfigError("video.follow_interval_ms must be at least 1")
+        for kind in self.decode_kinds:
+            if kind not in ("video", "share"):
+                raise ConfigError(f"video.decode_kinds: unknown kind {kind!r}")
 
 
 # --------------------------------------------------------------------------- NAL parsing
