@@ -1,0 +1,224 @@
+"""Contender 1: the gateway (the real ``Gateway`` app, shared-memory publishing) and a consumer process.
+
+The gateway process starts ``gateway.app.Gateway`` with ``publish.shm`` at default ring sizes and
+hands it each stream's ``meeting.rtms_started`` webhook body (its own dispatcher, minus HTTP). The
+consumer (this module with ``--consumer``), an ML process stand-in using :mod:`gateway.client`,
+attaches to every stream. Its latency end point is its wake-up: up to ``PROBES`` threads block
+on their stream's futex and, on waking, take the clock and read every new packet's stamp from
+the ring. The other streams are read every 0.5 s to count every packet (the rings hold 8 s), so
+"nothing lost" covers all of them: packets counted = samples read minus gap samples, / 320.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from array import array
+from typing import Any
+
+import numpy as np
+
+from .common import Recorder, cpu_s, finish, pin_from_env, read_init, rss_kb, say, serve_commands, summarize_ns
+
+PROBES = 4
+PACKET = 320  # 20 ms of 16 kHz mono
+
+
+# ---------------------------------------------------------------------- consumer process
+
+
+class StreamCounter:
+    """Reads one stream's participant rings and event ring; counts packets, optionally stamps."""
+
+    def __init__(self, reader: Any, speakers: int) -> None:
+        self.reader = reader
+        self.speakers = speakers
+        self.audio: dict[int, Any] = {}
+        self.events = reader.events()
+        self.packets = self.transcripts = self.lost = self.gap_packets = 0
+
+    def poll(self, lat: array | None, now_ns: int) -> None:
+        r = self.reader
+        if len(self.audio) < self.speakers:
+            for ring in r.participants():
+                if ring.user_id and ring.user_id not in self.audio:
+                    self.audio[ring.user_id] = r.audio(ring.user_id)
+        for a in self.audio.values():
+            arr, _, lost, gaps = a.read_since()
+            n = len(arr) // PACKET
+            if n == 0:
+                continue
+            gap = sum(g.length for g in gaps)
+            self.lost += lost
+            self.gap_packets += gap // PACKET
+            self.packets += n - gap // PACKET
+            if lat is not None:
+                stamps = np.ascontiguousarray(arr[: n * PACKET].reshape(n, PACKET)[:, :4]).view("<i8").ravel()
+                lat.extend(int(now_ns - s) for s in stamps if s > 0)
+        batch, _, lost = self.events.read_since()
+        self.lost += lost
+        self.transcripts += sum(1 for e in batch if e.get("type") == "transcript")
+
+
+def consumer_main(prefix: str, streams: int, speakers: int) -> None:
+    from gateway import client
+
+    attached: dict[str, StreamCounter] = {}
+    deadline = time.monotonic() + 120
+    while len(attached) < streams and time.monotonic() < deadline:
+        for info in client.list_streams(prefix):
+            if info.stream_id not in attached:
+                attached[info.stream_id] = StreamCounter(client.attach(info, prefix), speakers)
+        time.sleep(0.02)
+    counters = list(attached.values())
+    say("attached")
+    measuring = threading.Event()
+    done = threading.Event()
+    lat = array("q")
+    lock = threading.Lock()
+    probes, rest = counters[:PROBES], counters[PROBES:]
+
+    def probe(sc: StreamCounter) -> None:
+        mine = array("q")
+        while not done.is_set():
+            sc.reader.wait(timeout=0.1)
+            now = time.monotonic_ns()
+            sc.poll(mine if measuring.is_set() else None, now)
+        with lock:
+            lat.extend(mine)
+
+    threads = [threading.Thread(target=probe, args=(sc,), daemon=True) for sc in probes]
+    for t in threads:
+        t.start()
+    cpu0 = cpu1 = 0.0
+    for line in sys.stdin:
+        cmd = line.strip()
+        if cmd == "measure":
+            cpu0 = cpu_s()
+            measuring.set()
+        elif cmd == "end":
+            measuring.clear()
+            cpu1 = cpu_s()
+        elif cmd == "poll":
+            for sc in rest:
+                sc.poll(None, 0)
+        elif cmd == "stop":
+            break
+    done.set()
+    for t in threads:
+        t.join(timeout=2)
+    for sc in counters:
+        sc.poll(None, 0)
+    finish({
+        "streams": len(counters), "probes": len(probes),
+        "audio_total": sum(sc.packets for sc in counters),
+        "transcripts_total": sum(sc.transcripts for sc in counters),
+        "lost_overrun": sum(sc.lost for sc in counters),
+        "gap_packets": sum(sc.gap_packets for sc in counters),
+        "cpu_s": round(cpu1 - cpu0, 4), "rss_kb": rss_kb(),
+        "wire_latency": summarize_ns(lat),
+    })
+
+
+# ---------------------------------------------------------------------- gateway process
+
+
+def _drop_count(stats: dict[str, Any]) -> int:
+    """Every counter whose name says drop (the session's and the sink's), summed."""
+    total = 0
+    for key, value in stats.items():
+        if "drop" in key and isinstance(value, int) and not isinstance(value, bool):
+            total += value
+        elif "drop" in key and isinstance(value, dict):
+            total += sum(v for v in value.values() if isinstance(v, int) and not isinstance(v, bool))
+    return total
+
+
+async def gateway_main() -> dict[str, Any]:
+    from gateway import protocol
+    from gateway.app import Gateway
+    from gateway.config import (
+        Credentials,
+        GatewayConfig,
+        LogConfig,
+        PublishConfig,
+        Secret,
+        ServerConfig,
+        SessionsConfig,
+    )
+
+    init = read_init()
+    streams = init["streams"]
+    prefix = f"rtms-bench-{os.getpid()}"
+    config = GatewayConfig(
+        server=ServerConfig(host="127.0.0.1", port=0),
+        credentials=Credentials(init["client_id"], Secret(init["client_secret"]), Secret("bench-webhook-secret")),
+        sessions=SessionsConfig(max_streams=len(streams) + 1, media_kinds=("audio", "transcript"),
+                                media_params={"audio": {"data_opt": protocol.DataOption.AUDIO_MULTI_STREAMS}}),
+        publish=PublishConfig(shm=True, shm_dir="/dev/shm", shm_prefix=prefix),
+        log=LogConfig(level="WARNING"),
+    ).validate()
+    rec = Recorder()
+    gw = Gateway(config)
+    await gw.start()
+    loop = asyncio.get_running_loop()
+    consumer = subprocess.Popen(  # noqa: ASYNC220 - its pipes are used from the command thread, synchronously
+        [sys.executable, "-m", "benchmarks.contenders.gateway", "--consumer", "--prefix", prefix,
+         "--streams", str(len(streams)), "--speakers", str(init.get("speakers", 3))],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    assert consumer.stdin is not None and consumer.stdout is not None
+    for s in streams:
+        gw.on_webhook(protocol.parse_webhook(s["webhook"]))
+    line = await loop.run_in_executor(None, consumer.stdout.readline)
+    if line.strip() != "attached":
+        raise RuntimeError(f"consumer did not attach: {line!r}")
+    say("joined")
+
+    def forward(cmd: str) -> None:
+        consumer.stdin.write(cmd + "\n")  # type: ignore[union-attr]
+        consumer.stdin.flush()  # type: ignore[union-attr]
+
+    serve_commands(rec, forward)
+    while not await loop.run_in_executor(None, rec.stopped.wait, 0.5):
+        forward("poll")  # the consumer counts the non-probe streams every 0.5 s (rings hold 8 s)
+    out = await loop.run_in_executor(None, consumer.stdout.read)
+    consumer.wait(timeout=10)
+    cons = json.loads(out.strip().splitlines()[-1])
+    window = rec.report()
+    drops = sum(_drop_count(e.stats()) for e in list(gw.streams.values()))
+    await gw.close(request=False)
+    return {
+        "contender": "gateway",
+        "audio_total": cons["audio_total"], "transcripts_total": cons["transcripts_total"],
+        "window_s": window["window_s"], "cpu_s": window["cpu_s"], "rss_kb": window["rss_kb"], "rss_before_kb": window["rss_before_kb"],
+        "consumer": {k: cons[k] for k in ("cpu_s", "rss_kb", "lost_overrun", "gap_packets", "probes", "streams")},
+        "gateway_drops": drops,
+        "wire_latency": cons["wire_latency"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--consumer", action="store_true")
+    parser.add_argument("--prefix", default="")
+    parser.add_argument("--streams", type=int, default=1)
+    parser.add_argument("--speakers", type=int, default=3)
+    args = parser.parse_args()
+    pin_from_env()
+    if args.consumer:
+        consumer_main(args.prefix, args.streams, args.speakers)
+        return
+    from gateway.app import run_coroutine
+
+    finish(run_coroutine(gateway_main()))
+
+
+if __name__ == "__main__":
+    main()
