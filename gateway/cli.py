@@ -182,6 +182,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import os
 
     rest = list(args.bench_args)
+    if not rest or rest[0].startswith("-"):  # no name: the end-to-end comparison (gateway/bench.py)
+        from . import bench
+
+        return int(bench.main(rest) or 0)
     if os.path.isfile(os.path.join("benchmarks", "__init__.py")) and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # the console script does not see the source checkout otherwise
     module = _load("benchmarks.run")
@@ -259,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
             module.add_arguments(p)
         p.set_defaults(func=_delegate(module_name))
 
-    p = sub.add_parser("bench", help="benchmarks: `gateway bench NAME [ARGS]` (end-to-end runner not yet implemented)")
+    p = sub.add_parser("bench", help="benchmarks: `gateway bench [--quick]` (end-to-end comparison) or `gateway bench NAME [ARGS]`")
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="benchmark name and its arguments")
     p.set_defaults(func=cmd_bench)
     return parser
