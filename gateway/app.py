@@ -144,7 +144,7 @@ class Gateway:
         self._session_factory = session_factory or self._default_session_factory()
         self._shm_directory: Any = None
         self._control_client: Any = None
-        self._sink_factory = sink_factory or self._default_sink_factory()
+        self._sink_factory = sink_factory or self._media_extras(self._default_sink_factory())
         self._ended: OrderedDict[str, int] = OrderedDict()  # stream id -> newest start event_ts it served
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
@@ -203,6 +203,14 @@ class Gateway:
             return shm.ShmPublisher(event.stream_id or "", directory, audio=params.audio, video=params.video, deskshare=params.deskshare, info=info)
 
         return make_publisher
+
+    def _media_extras(self, factory: SinkFactory) -> SinkFactory:
+        """Video demux/decode and RTP republishing beside each publisher (``[video]``, ``[udp]``; gateway.video)."""
+        if not self.config.publish.shm:
+            return factory
+        from .video import with_media_extras
+
+        return with_media_extras(factory, self.config, self._shm)
 
     def _shm(self) -> Any:
         """This gateway's directory of live streams (created on first use, removed at close)."""

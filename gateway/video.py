@@ -18,12 +18,12 @@ audio hot path (see :mod:`gateway.extras`-style followers in :mod:`gateway.udp`)
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import queue
 import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -580,24 +580,36 @@ class DecodedFramePublisher:
                             video_bytes=ring_bytes, event_bytes=4096)
         self.publisher = shm.ShmPublisher(stream_id + "/decoded", directory, config=cfg, video=VideoParams(codec=Codec.H264),
                                           info={"decoded_from": stream_id})
+        # Closed by its follower, never by the directory's shutdown sweep (which could unmap it under
+        # the decoder thread); the directory slot itself is only ever changed on the event loop.
+        directory.publishers.pop(self.publisher.segment, None)
         self._lock = threading.Lock()
+        self._closing = False
         self.written = 0
         self.too_large = 0
 
     def __call__(self, frame: DecodedFrame) -> None:
         data = decoded_header(frame) + frame.pixels.tobytes()
         flags = 1 if frame.kind == "video" else 2
-        with self._lock:  # the worker thread writes; close() runs on the loop thread
-            if self.publisher.closed:
+        with self._lock:
+            if self._closing or self.publisher.closed:
                 return
             if self.publisher.write_record(1, flags, frame.user_id, frame.timestamp_ms, data):
                 self.written += 1
             else:
                 self.too_large += 1
 
-    def close(self) -> None:
+    def close(self, loop: Any = None) -> None:
+        """Stop writing; end and unlink the segment on ``loop`` (the directory's thread) when given."""
         with self._lock:
-            self.publisher.close()
+            self._closing = True
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self.publisher.close)
+                return
+            except RuntimeError:
+                pass
+        self.publisher.close()
 
 
 # --------------------------------------------------------------------------- stream follower
@@ -814,7 +826,7 @@ class MediaFollower:
         if self.decoder is not None:
             self.decoder.close()
         if self.decoded is not None:
-            self.decoded.close()
+            self.decoded.close(self._loop)
         if self.audio_rtp is not None:
             self.audio_rtp.sender.close()
         for s in self.video_rtp.values():
@@ -829,6 +841,7 @@ class MediaFollower:
             except OSError:
                 pass
         self.reader.close()
+        log.info("stream %s: media follower done: %s", self.stream_id, self.stats())
 
     def stats(self) -> dict[str, int]:
         out = dict(self.demux.stats())
@@ -844,20 +857,25 @@ class MediaFollower:
 
 
 class FollowerThread:
-    """One thread polling every registered :class:`MediaFollower` every ``interval_s``."""
+    """One thread polling every registered :class:`MediaFollower` every ``interval_s``.
+
+    It runs while it has followers: the first :meth:`add` starts it, and it exits once the last
+    follower is gone (a follower whose stream ended closes itself and leaves).
+    """
 
     def __init__(self, interval_s: float = 0.01) -> None:
         self.interval_s = interval_s
         self._followers: list[MediaFollower] = []
         self._lock = threading.Lock()
-        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         self.errors = 0
-        self._thread = threading.Thread(target=self._run, name="gateway-media-follower", daemon=True)
-        self._thread.start()
 
     def add(self, follower: MediaFollower) -> None:
         with self._lock:
             self._followers.append(follower)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="gateway-media-follower", daemon=True)
+                self._thread.start()
 
     def remove(self, follower: MediaFollower) -> None:
         with self._lock:
@@ -865,81 +883,75 @@ class FollowerThread:
                 self._followers.remove(follower)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        while True:
+            time.sleep(self.interval_s)
             with self._lock:
                 current = list(self._followers)
+                if not current:
+                    self._thread = None
+                    return
             for f in current:
                 try:
                     f.poll()
+                    if f.reader.ended:  # the publisher closed: last drain, then leave
+                        f.close()
                 except Exception:
                     self.errors += 1
                     log.exception("media follower of stream %s failed", f.stream_id)
+                    f.close()
+                if f.closed:
+                    self.remove(f)
 
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5.0)
-
-
-@functools.cache
-def publisher_class() -> type:
-    """:class:`gateway.shm.ShmPublisher` subclass adding media-clock times to events and a follower."""
-    from . import shm
-    from .events import MediaClock, enrich
-
-    class ExtrasPublisher(shm.ShmPublisher):  # type: ignore[misc,valid-type]
-        """A ShmPublisher (still a NativeSink: the native fast path is unchanged) that also
-
-        - stamps every JSON event with ``media_ms``/``sample_index`` on the stream's media clock,
-        - runs a :class:`MediaFollower` (demux, decode, RTP) for the stream, closed with it.
-        """
-
-        follower: MediaFollower | None = None
-        _thread: FollowerThread | None = None
-
-        def attach_follower(self, follower: MediaFollower, thread: FollowerThread) -> None:
-            self.follower, self._thread = follower, thread
-            thread.add(follower)
-
-        def _clock(self) -> MediaClock | None:
-            origin = self.origin_ms
-            rate = getattr(self, "_rate_hz", 0)
-            return MediaClock(origin, rate) if origin is not None and rate else None
-
-        def publish_event(self, record: Any) -> bool:
-            clock = self._clock()
-            if clock is not None:
-                record = enrich(dict(record), clock)
-            return bool(super().publish_event(record))
-
-        def close(self) -> None:
-            f = self.follower
-            if f is not None:
-                self.follower = None
-                if self._thread is not None:
-                    self._thread.remove(f)
-                f.close()
-            super().close()
-
-        def stats(self) -> dict[str, int]:
-            f = self.follower
-            return f.stats() if f is not None else {}
-
-    return ExtrasPublisher
+    def join(self, timeout: float = 5.0) -> None:
+        """Wait until every follower has left and the thread has exited (tests, shutdown)."""
+        t = self._thread
+        if t is not None:
+            t.join(timeout)
 
 
-def make_publisher(stream_id: str, directory: Any, params: Any, info: dict[str, Any] | None, *, video_cfg: VideoConfig,
-                   udp_cfg: Any, thread: FollowerThread | None, loop: Any) -> Any:
-    """A stream's shared-memory publisher, with a follower when video work or RTP is configured."""
-    cls = publisher_class()
-    pub = cls(stream_id, directory, audio=params.audio, video=params.video, deskshare=params.deskshare, info=info)
-    pub._rate_hz = params.audio.rate_hz if params.audio is not None else 0
+_THREADS: dict[int, FollowerThread] = {}
+
+
+def follower_thread(interval_ms: int) -> FollowerThread:
+    """The process's follower thread for this polling interval."""
+    t = _THREADS.get(interval_ms)
+    if t is None:
+        t = _THREADS[interval_ms] = FollowerThread(interval_ms / 1000.0)
+    return t
+
+
+def with_media_extras(factory: Callable[[Any], Any], config: Any, directory: Callable[[], Any]) -> Callable[[Any], Any]:
+    """Wrap the app's sink factory: each stream's publisher gets a :class:`MediaFollower` when
+    ``[video]`` work (video/share negotiated) or ``[udp]`` is configured. The sink itself is
+    returned unchanged (a NativeSink stays one); the follower reads the publisher's rings and
+    ends itself when the stream's segment is marked ended.
+    """
+    import asyncio
+
+    video_cfg: VideoConfig = config.video
+    udp_cfg = config.udp
+    params = config.sessions.build_media_params()
     wants_video = (params.video is not None or params.deskshare is not None) and (video_cfg.demux or video_cfg.decode)
-    wants_udp = udp_cfg is not None and udp_cfg.enabled
-    if thread is not None and (wants_video or wants_udp):
+    if not (wants_video or udp_cfg.enabled):
+        return factory
+
+    def make(event: Any) -> Any:
+        sink = factory(event)
+        publisher = sink if hasattr(sink, "path") and hasattr(sink, "publish_event") else getattr(sink, "publisher", None)
+        if publisher is None or not hasattr(publisher, "path"):
+            return sink  # not a shared-memory sink (e.g. publish.shm = false): nothing to follow
         try:
-            follower = MediaFollower(pub, video_cfg=video_cfg, udp_cfg=udp_cfg, params=params, directory=directory, loop=loop)
-        except BaseException:
-            pub.close()
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        try:
+            follower = MediaFollower(publisher, video_cfg=video_cfg, udp_cfg=udp_cfg, params=params, directory=directory(), loop=loop)
+        except Exception:
+            close = getattr(sink, "close", None)
+            if callable(close):
+                close()
             raise
-        pub.attach_follower(follower, thread)
-    return pub
+        follower_thread(video_cfg.follow_interval_ms).add(follower)
+        return sink
+
+    return make
