@@ -33,6 +33,7 @@ __all__ = [
     "Transcript",
     "VideoFormat",
     "VideoState",
+    "clock_of",
     "enrich",
     "typed",
 ]
@@ -153,6 +154,13 @@ def enrich(record: dict[str, Any], clock: MediaClock | None) -> dict[str, Any]:
         if isinstance(t, int) and not isinstance(t, bool) and t > 0:
             record.setdefault(out, clock.sample_index(t))
     return record
+
+
+def clock_of(stream: Any) -> MediaClock | None:
+    """The media clock of an attached stream (``gateway.client.StreamReader``); None before its origin is set."""
+    origin = stream.origin_ms
+    rate = getattr(stream, "audio_rate", 0)
+    return MediaClock(origin, rate) if origin is not None and rate else None
 
 
 def _structured_chat(text: str) -> dict[str, Any] | None:

@@ -18,6 +18,7 @@ import wave
 from typing import IO, Any
 
 from . import client
+from . import events as events_mod
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -186,8 +187,9 @@ def _follow(args: argparse.Namespace) -> int:
                 recs, _, lost = events.read_since()
                 if lost:
                     jsonl.write(json.dumps({"type": "tap_lost", "events": lost}) + "\n")
+                clock = events_mod.clock_of(stream)  # media_ms / sample_index line events up with audio
                 for rec in recs:
-                    jsonl.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                    jsonl.write(json.dumps(events_mod.enrich(rec, clock), ensure_ascii=False) + "\n")
                 jsonl.flush()
                 progressed += len(recs)
             if ended and not progressed:
