@@ -3,7 +3,7 @@
 Uses only :mod:`gateway.client`, as an ML process would. It waits for a stream to appear in the
 gateway's directory (the directory itself may not exist yet), prints ``appeared``, then follows
 every audio ring from its first frame and the event ring from record 0 until the stream ends, and
-prints one JSON report: per user the received frame ranges, the gaps the gateway marked, a CRC-32
+prints one JSON report: per user the received frame range, the gaps the gateway marked, a CRC-32
 of the frames actually received (gap runs skipped), frames lost to overruns; every event; and
 whether the stream then left the directory.
 """
@@ -69,7 +69,11 @@ def run(prefix: str, shm_dir: str) -> dict[str, Any]:
                 if not reader.intact(first):
                     lost += 1_000_000  # torn read: fail loudly
                 rec["lost"] += lost
-                rec["gaps"].extend([g.start, g.length] for g in gaps)
+                for g in gaps:  # one gap read in several calls comes back in pieces: join them
+                    if rec["gaps"] and sum(rec["gaps"][-1]) == g.start:
+                        rec["gaps"][-1][1] += g.length
+                    else:
+                        rec["gaps"].append([g.start, g.length])
                 del arr
             batch, _, lost = events.read_since()
             events_lost += lost
