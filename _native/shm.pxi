@@ -25,6 +25,9 @@ cdef extern from "include/rtms_shm.h" nogil:
         RTMS_KIND_SHARE
         RTMS_KIND_EVENTS
         RTMS_KIND_AUDIO_RAW
+        RTMS_KIND_AUDIO_FORMAT
+        RTMS_SAMPLE_S16
+        RTMS_SAMPLE_F32
         RTMS_RING_PCM
         RTMS_RING_RECORDS
         RTMS_REC_KEY
@@ -111,6 +114,7 @@ cdef extern from "include/rtms_shm.h" nogil:
         uint64_t mirror
         uint32_t rate
         uint16_t channels
+        uint16_t sample_format
         uint64_t data_offset
         uint64_t gap_offset
         uint32_t gap_capacity
@@ -255,6 +259,8 @@ cdef class ShmWriter(NativeSink):
     cdef rtms_stream_header* _hdr
     cdef _PcmSlot* _pcm
     cdef int _n_pcm
+    cdef _PcmSlot* _fmt        # format rings (RTMS_KIND_AUDIO_FORMAT), fixed at open
+    cdef int _n_fmt
     cdef _RecSlot _rec[_MAX_REC_KINDS]
     cdef bint _has_rec[_MAX_REC_KINDS]
     cdef uint32_t _rate, _channels, _codec, _video_codec, _share_codec
@@ -277,6 +283,8 @@ cdef class ShmWriter(NativeSink):
     def __cinit__(self, *args, **kwargs):
         self._base = NULL
         self._pcm = NULL
+        self._fmt = NULL
+        self._n_fmt = 0
         self._scratch = NULL
         self._pend_kind = -1
         self._pend_rec = -1
@@ -297,6 +305,9 @@ cdef class ShmWriter(NativeSink):
         if self._pcm != NULL:
             free(self._pcm)
             self._pcm = NULL
+        if self._fmt != NULL:
+            free(self._fmt)
+            self._fmt = NULL
         if self._scratch != NULL:
             free(self._scratch)
             self._scratch = NULL
@@ -307,11 +318,13 @@ cdef class ShmWriter(NativeSink):
               uint32_t audio_codec=0, int audio_slots=0, uint64_t audio_capacity=0, uint64_t audio_mirror=0,
               uint32_t gap_capacity=0, uint32_t video_codec=0, uint64_t video_bytes=0, uint32_t share_codec=0,
               uint64_t share_bytes=0, uint64_t event_bytes=65536, uint64_t raw_audio_bytes=0,
-              uint64_t jitter_frames=0, uint64_t created_unix_ns=0):
+              uint64_t jitter_frames=0, uint64_t created_unix_ns=0, formats=()):
         """Lay out, size (ftruncate) and map the segment behind ``fd``; returns its size in bytes.
 
         Capacities must be powers of two. ``audio_slots`` counts PCM rings (slot 0 is user 0,
         the mixed stream); with ``raw_audio_bytes`` the audio goes to an undecoded record ring.
+        ``formats``: format rings (kind 6), each ``(source_user_id, rate, channels, sample_format,
+        capacity, mirror, gap_capacity)`` with ``sample_format`` 0 (int16) or 1 (float32).
         """
         if self._base != NULL:
             raise ValueError("writer already open")
@@ -329,7 +342,14 @@ cdef class ShmWriter(NativeSink):
         rec_bytes[RTMS_KIND_EVENTS] = event_bytes
         rec_bytes[RTMS_KIND_AUDIO_RAW] = raw_audio_bytes
         cdef int k, i
-        cdef int n_rings = audio_slots
+        cdef int n_fmt = len(formats)
+        cdef int n_rings = audio_slots + n_fmt
+        cdef uint64_t f_cap, f_mirror, f_gaps, f_fb, f_size
+        for spec in formats:
+            if len(spec) != 7 or spec[3] not in (RTMS_SAMPLE_S16, RTMS_SAMPLE_F32) or spec[2] not in (1, 2) or spec[1] <= 0:
+                raise ValueError(f"bad format ring {spec!r}")
+            if not _pow2(spec[4]) or spec[5] == 0 or spec[5] > spec[4] // 2 or not _pow2(spec[6]):
+                raise ValueError("format ring capacity must be a power of two and mirror <= capacity/2")
         for k in range(_MAX_REC_KINDS):
             if rec_bytes[k]:
                 if not _pow2(rec_bytes[k]) or rec_bytes[k] < 1024:
@@ -345,6 +365,12 @@ cdef class ShmWriter(NativeSink):
         cdef uint64_t rec_icap[_MAX_REC_KINDS]
         cdef uint64_t pcm_off = off
         off += pcm_size * audio_slots
+        fmt_offs = []
+        for spec in formats:
+            f_fb = (2 if spec[3] == RTMS_SAMPLE_S16 else 4) * spec[2]
+            f_size = _align(_align(_PCM_HEADER + spec[6] * 16, 64) + (spec[4] + spec[5]) * f_fb, _PAGE)
+            fmt_offs.append((off, f_size))
+            off += f_size
         for k in range(_MAX_REC_KINDS):
             rec_off[k] = 0
             rec_icap[k] = 0
@@ -428,6 +454,44 @@ cdef class ShmWriter(NativeSink):
             r += 1
         if audio_slots:
             self._assign(&self._pcm[0], 0)   # the mixed ring always exists, even before audio
+        if n_fmt:
+            self._fmt = <_PcmSlot*>malloc(sizeof(_PcmSlot) * n_fmt)
+            if self._fmt == NULL:
+                raise MemoryError()
+            memset(self._fmt, 0, sizeof(_PcmSlot) * n_fmt)
+            self._n_fmt = n_fmt
+        for i in range(n_fmt):
+            spec = formats[i]
+            f_cap, f_mirror, f_gaps = spec[4], spec[5], spec[6]
+            f_fb = (2 if spec[3] == RTMS_SAMPLE_S16 else 4) * spec[2]
+            s = &self._fmt[i]
+            s.desc = &desc[r]
+            s.desc.kind = RTMS_KIND_AUDIO_FORMAT
+            s.desc.ring_type = RTMS_RING_PCM
+            s.desc.offset = fmt_offs[i][0]
+            s.desc.size = fmt_offs[i][1]
+            s.desc.user_id = spec[0]
+            s.desc.generation = 1
+            s.ring = <rtms_pcm_ring*>(self._base + s.desc.offset)
+            s.ring.frame_bytes = f_fb
+            s.ring.capacity = f_cap
+            s.ring.mirror = f_mirror
+            s.ring.rate = spec[1]
+            s.ring.channels = spec[2]
+            s.ring.sample_format = spec[3]
+            s.ring.data_offset = _align(_PCM_HEADER + f_gaps * 16, 64)
+            s.ring.gap_offset = _PCM_HEADER
+            s.ring.gap_capacity = f_gaps
+            s.ring.magic = RTMS_SHM_MAGIC_PCM
+            s.gaps = <rtms_gap*>(<uint8_t*>s.ring + _PCM_HEADER)
+            s.data = <uint8_t*>s.ring + s.ring.data_offset
+            s.cap = f_cap
+            s.mask = f_cap - 1
+            s.mirror = f_mirror
+            s.fb = f_fb
+            s.user_id = spec[0]
+            s.generation = 1
+            r += 1
         cdef _RecSlot* rs
         for k in range(_MAX_REC_KINDS):
             if not rec_bytes[k]:
@@ -475,6 +539,9 @@ cdef class ShmWriter(NativeSink):
         for i in range(self._n_pcm):
             self._pcm[i].ring.futex += 1
             rtms_futex_wake_all(&self._pcm[i].ring.futex)
+        for i in range(self._n_fmt):
+            self._fmt[i].ring.futex += 1
+            rtms_futex_wake_all(&self._fmt[i].ring.futex)
         for i in range(_MAX_REC_KINDS):
             if self._has_rec[i]:
                 self._rec[i].ring.futex += 1
@@ -866,6 +933,34 @@ cdef class ShmWriter(NativeSink):
         self._pcm_commit(ts, n, NULL, 0)
         return True
 
+    def write_format(self, int k, uint64_t index, const uint8_t[::1] data, bint gap=False):
+        """Write frames (the ring's sample format, channels interleaved) at ``index`` of format ring ``k``.
+
+        ``index`` is on the media clock at the ring's own rate. Same rules as :meth:`write_pcm`.
+        False if nothing was written.
+        """
+        if self._base == NULL or not (0 <= k < self._n_fmt):
+            return False
+        cdef _PcmSlot* s = &self._fmt[k]
+        cdef Py_ssize_t n = data.shape[0]
+        if n < <Py_ssize_t>s.fb or <uint64_t>n > s.cap * s.fb or n % <Py_ssize_t>s.fb:
+            return False
+        cdef uint8_t* dst = self._pcm_reserve_at(s, index, <uint64_t>n // s.fb, n)
+        if dst == NULL:
+            return False
+        if gap:
+            memset(dst, 0, n)
+        else:
+            memcpy(dst, &data[0], n)
+        self._pend_is_gap = gap
+        cdef int64_t ts = self._origin_ms + <int64_t>(index * 1000 // s.ring.rate) if self._origin_set else 0
+        self._pcm_commit(ts, n, NULL, 0)
+        return True
+
+    @property
+    def format_count(self) -> int:
+        return self._n_fmt
+
     def write_record(self, int ring_kind, uint32_t flags, uint32_t user_id, int64_t timestamp, const uint8_t[::1] data):
         """Append one record to a record ring (events: flags carry the encoding). False if dropped."""
         if self._base == NULL or not (0 <= ring_kind < _MAX_REC_KINDS) or not self._has_rec[ring_kind]:
@@ -1018,7 +1113,7 @@ def _shm_layout():
                  "generation": o(&d.generation, &d), "user_name_len": o(&d.user_name_len, &d),
                  "user_name": o(&d.user_name[0], &d)},
         "pcm": {"frame_bytes": o(&p.frame_bytes, &p), "capacity": o(&p.capacity, &p), "mirror": o(&p.mirror, &p),
-                "rate": o(&p.rate, &p), "channels": o(&p.channels, &p), "data_offset": o(&p.data_offset, &p),
+                "rate": o(&p.rate, &p), "channels": o(&p.channels, &p), "sample_format": o(&p.sample_format, &p), "data_offset": o(&p.data_offset, &p),
                 "gap_offset": o(&p.gap_offset, &p), "gap_capacity": o(&p.gap_capacity, &p),
                 "write_index": o(&p.write_index, &p), "start_index": o(&p.start_index, &p),
                 "gap_count": o(&p.gap_count, &p), "claim_index": o(&p.claim_index, &p), "futex": o(&p.futex, &p),

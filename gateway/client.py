@@ -44,10 +44,12 @@ __all__ = [
     "list_streams",
 ]
 
-VERSION_MAJOR, VERSION_MINOR = 1, 0
+VERSION_MAJOR, VERSION_MINOR = 1, 1
 MAGIC_DIR, MAGIC_STREAM, MAGIC_PCM, MAGIC_RECORDS = 0x444D5452, 0x534D5452, 0x414D5452, 0x464D5452
 STATE_FREE, STATE_LIVE, STATE_ENDED = 0, 1, 2
-KIND_AUDIO, KIND_VIDEO, KIND_SHARE, KIND_EVENTS, KIND_AUDIO_RAW = 0, 1, 2, 3, 5
+KIND_AUDIO, KIND_VIDEO, KIND_SHARE, KIND_EVENTS, KIND_AUDIO_RAW, KIND_AUDIO_FORMAT = 0, 1, 2, 3, 5, 6
+SAMPLE_S16, SAMPLE_F32 = 0, 1
+_SAMPLE_DTYPES = {SAMPLE_S16: "<i2", SAMPLE_F32: "<f4"}
 RING_PCM, RING_RECORDS = 1, 2
 REC_KEY, REC_ENC_MASK, REC_PAD = 0x1, 0xFF00, 0x80000000
 ENC_BINARY, ENC_JSON, ENC_TRANSCRIPT, ENC_CHAT = 0x0000, 0x0100, 0x0200, 0x0300
@@ -65,7 +67,7 @@ STREAM = {"magic": 0, "version_major": 4, "ring_count": 12, "ring_desc_size": 16
           "table_seq": 144, "drops": 192, "events": 232, "stream_id": 256, "stream_id_len": 384}
 DESC = {"seq": 0, "kind": 8, "ring_type": 12, "offset": 16, "size": 24, "user_id": 32, "generation": 36,
         "user_name_len": 40, "user_name": 48}
-PCM = {"frame_bytes": 4, "capacity": 8, "mirror": 16, "rate": 24, "channels": 28, "data_offset": 32, "gap_offset": 40,
+PCM = {"frame_bytes": 4, "capacity": 8, "mirror": 16, "rate": 24, "channels": 28, "sample_format": 30, "data_offset": 32, "gap_offset": 40,
        "gap_capacity": 48, "write_index": 64, "start_index": 72, "gap_count": 80, "claim_index": 128, "futex": 192,
        "waiters": 196, "packets": 256, "dropped_packets": 264, "trimmed_frames": 272, "gap_frames": 280,
        "last_timestamp_ms": 288, "gap_first": 296}
@@ -474,6 +476,23 @@ class StreamReader:
     def mixed(self) -> AudioReader:
         return self.audio(0)
 
+    def formats(self) -> list[AudioReader]:
+        """Readers of every format ring (1.1): a source converted to a configured rate/format/channels."""
+        return [AudioReader(self, r) for r in self.rings() if r.kind == KIND_AUDIO_FORMAT and r.ring_type == RING_PCM]
+
+    def audio_format(self, rate: int | None = None, sample_format: str | None = None, channels: int | None = None,
+                     user_id: int = 0) -> AudioReader:
+        """The format ring of ``user_id`` (0 = mixed) matching the given rate / ``"int16"|"float32"`` / channels.
+
+        Formats are configured on the gateway (``[audio] formats``) and produced once each,
+        whoever reads them. KeyError if no ring matches.
+        """
+        for r in self.formats():
+            if (r.user_id == user_id and (rate is None or r.rate == rate) and (channels is None or r.channels == channels)
+                    and (sample_format is None or r.sample_format == sample_format)):
+                return r
+        raise KeyError(f"stream {self.stream_id!r} has no {rate} Hz {sample_format} x{channels} format ring of user {user_id}")
+
     def _record_ring(self, kind: int) -> RingInfo:
         for r in self.rings():
             if r.kind == kind and r.ring_type == RING_RECORDS:
@@ -538,8 +557,14 @@ class AudioReader:
         self.mirror = m.u64_at(r + PCM["mirror"])
         self.rate = m.u32_at(r + PCM["rate"])
         self.channels = m.u32_at(r + PCM["channels"]) & 0xFFFF
+        code = m.u32_at(r + PCM["channels"]) >> 16  # sample_format (1.1; 0 = int16 in 1.0 segments)
+        if code not in _SAMPLE_DTYPES:
+            raise LayoutError(f"audio ring of user {self.user_id}: unknown sample format {code}")
+        #: ``"int16"`` or ``"float32"`` (format rings may hold float32, full scale +-1.0).
+        self.sample_format = "int16" if code == SAMPLE_S16 else "float32"
+        self.kind = ring.kind
         self._mask = self.capacity - 1
-        data = np.frombuffer(m.mm, dtype="<i2", count=(self.capacity + self.mirror) * self.channels,
+        data = np.frombuffer(m.mm, dtype=_SAMPLE_DTYPES[code], count=(self.capacity + self.mirror) * self.channels,
                              offset=r + m.u64_at(r + PCM["data_offset"]))
         self._pcm = data if self.channels == 1 else data.reshape(-1, self.channels)
         self._gap_cap = m.u32_at(r + PCM["gap_capacity"])

@@ -16,7 +16,7 @@ import math
 import os
 import struct
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,11 +218,28 @@ class _Plan:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def _format_rings(config: ShmConfig, formats: Sequence[Any]) -> list[tuple[int, int, int, int, int, int, int]]:
+    """Native specs of format rings: (source 0 = mixed, rate, channels, sample format code, capacity, mirror, gaps)."""
+    specs = []
+    for f in formats:
+        rate, channels = int(f.rate_hz), int(f.channels)
+        code = {"int16": 0, "float32": 1}.get(f.sample_format)
+        if code is None:
+            raise ValueError(f"format ring sample format {f.sample_format!r} is not 'int16' or 'float32'")
+        cap = _pow2_at_least(math.ceil(rate * config.audio_seconds))
+        mirror = max(1, min(rate * config.audio_mirror_ms // 1000, cap // 2))
+        specs.append((0, rate, channels, code, cap, mirror, _pow2_at_least(cap // max(1, rate // 50) + 2)))
+    return specs
+
+
 def _plan(stream_id: str, config: ShmConfig, audio: AudioParams | None, video: VideoParams | None,
-          deskshare: DeskshareParams | None, info: Mapping[str, Any] | None) -> _Plan:
+          deskshare: DeskshareParams | None, info: Mapping[str, Any] | None, formats: Sequence[Any] = ()) -> _Plan:
     plan = _Plan(info={"stream_id": stream_id, **(info or {})})
     kw = plan.kwargs
     kw["event_bytes"] = _pow2_at_least(config.event_bytes)
+    if formats:
+        kw["formats"] = _format_rings(config, formats)
+        plan.info["formats"] = [{"user_id": 0, "rate": f.rate_hz, "sample_format": f.sample_format, "channels": f.channels} for f in formats]
     if audio is not None:
         plan.info["audio"] = params_to_wire(audio)
         rate, channels = audio.rate_hz, int(audio.channel)
@@ -251,7 +268,9 @@ class ShmPublisher(_native.ShmWriter):
     """One stream's shared-memory segment: a NativeSink for the native listener and a MediaSink.
 
     The native listener calls its C methods directly; the Python listener calls ``on_audio`` and
-    friends; the session calls :meth:`publish_event` for participant/session events and
+    friends; ``formats`` (objects with ``rate_hz``, ``sample_format`` ``"int16"|"float32"`` and
+    ``channels``, e.g. :class:`gateway.audio.AudioFormat`) add format rings of the mixed stream,
+    written with ``write_format(k, index, bytes, gap)`` in that order (gateway.pipeline does); the session calls :meth:`publish_event` for participant/session events and
     :meth:`close` when the stream ends (the segment name is unlinked; readers already attached
     drain what is left and then see the stream ended).
     """
@@ -267,6 +286,7 @@ class ShmPublisher(_native.ShmWriter):
         deskshare: DeskshareParams | None = None,
         info: Mapping[str, Any] | None = None,
         origin_ms: int | None = None,
+        formats: Sequence[Any] = (),
     ) -> None:
         self.config = config or (directory.config if directory is not None else ShmConfig())
         self.stream_id = stream_id
@@ -278,7 +298,7 @@ class ShmPublisher(_native.ShmWriter):
             else f"{self.config.prefix}.{os.getpid()}.{start_ticks}.s{id(self):x}"
         )
         self.path = os.path.join(self.config.shm_dir, self.segment)
-        plan = _plan(stream_id, self.config, audio, video, deskshare, info)
+        plan = _plan(stream_id, self.config, audio, video, deskshare, info, formats)
         fd = _create(self.config, self.segment)
         try:
             self._open(fd, stream_id.encode(), orjson.dumps(plan.info), created_unix_ns=time.time_ns(), **plan.kwargs)

@@ -1,5 +1,5 @@
 /*
- * rtms_shm.h: the rtms-gateway shared-memory contract, version 1.0, for C/C++/Rust consumers.
+ * rtms_shm.h: the rtms-gateway shared-memory contract, version 1.1, for C/C++/Rust consumers.
  *
  * docs/SHM.md is the prose version (discovery, lifecycle, overrun and gap semantics, wake-up
  * protocol); this header is the binary layout plus the few atomic helpers a reader needs.
@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 #define RTMS_SHM_VERSION_MAJOR 1u /* incompatible layout change: readers must refuse other majors */
-#define RTMS_SHM_VERSION_MINOR 0u /* additive change (new fields in reserved space) */
+#define RTMS_SHM_VERSION_MINOR 1u /* additive change (new fields in reserved space); 1.1: format rings */
 
 #define RTMS_SHM_MAGIC_DIR     0x444D5452u /* "RTMD" */
 #define RTMS_SHM_MAGIC_STREAM  0x534D5452u /* "RTMS" */
@@ -51,6 +51,13 @@ extern "C" {
 #define RTMS_KIND_SHARE     2u /* record ring of screen-share frames */
 #define RTMS_KIND_EVENTS    3u /* record ring of events: transcripts, chat, participant/session JSON */
 #define RTMS_KIND_AUDIO_RAW 5u /* record ring of undecoded audio payloads (codec other than L16) */
+#define RTMS_KIND_AUDIO_FORMAT 6u /* (1.1) PCM ring of one audio source converted to a consumer format:
+                                     rate, channels and sample_format in the ring header; user_id is
+                                     the source (0 = the mixed stream). Readers of 1.0 ignore it. */
+
+/* PCM sample formats (rtms_pcm_ring.sample_format, 1.1; 0 in every 1.0 ring). */
+#define RTMS_SAMPLE_S16 0u /* int16, little-endian */
+#define RTMS_SAMPLE_F32 1u /* float32, little-endian, full scale +-1.0 */
 
 /* Ring types (rtms_ring_desc.ring_type). */
 #define RTMS_RING_PCM     1u
@@ -161,7 +168,7 @@ typedef struct rtms_ring_desc {
 } rtms_ring_desc;
 
 /* ------------------------------------------------------------------ PCM ring (audio, L16)
- * int16 samples, channels interleaved; a "frame" is one sample per channel. Frame index i lives at
+ * int16 samples (float32 in format rings: see sample_format), channels interleaved; a "frame" is one sample per channel. Frame index i lives at
  * data[(i & (capacity-1)) * frame_bytes]. The data area holds capacity + mirror frames: frames at
  * physical [0, mirror) are duplicated at [capacity, capacity + mirror), so any run of <= mirror
  * frames is contiguous in memory. Valid frames: [max(start_index, claim_index - capacity), write_index). */
@@ -172,7 +179,7 @@ typedef struct rtms_pcm_ring {
     uint64_t mirror;             /* 16  frames */
     uint32_t rate;               /* 24 */
     uint16_t channels;           /* 28 */
-    uint16_t _pad0;              /* 30 */
+    uint16_t sample_format;      /* 30  RTMS_SAMPLE_S16 / RTMS_SAMPLE_F32 (1.1; frame_bytes follows it) */
     uint64_t data_offset;        /* 32  from the ring header */
     uint64_t gap_offset;         /* 40  from the ring header: gap_capacity rtms_gap entries */
     uint32_t gap_capacity;       /* 48  power of two */
@@ -259,6 +266,7 @@ _Static_assert(sizeof(rtms_ring_desc) == 128, "ring desc");
 _Static_assert(sizeof(rtms_pcm_ring) == 384, "pcm ring");
 _Static_assert(sizeof(rtms_record_ring) == 384, "record ring");
 _Static_assert(sizeof(rtms_record) == 32, "record");
+_Static_assert(offsetof(rtms_pcm_ring, sample_format) == 30, "pcm sample_format");
 _Static_assert(offsetof(rtms_pcm_ring, write_index) == 64, "pcm write_index");
 _Static_assert(offsetof(rtms_pcm_ring, claim_index) == 128, "pcm claim_index");
 _Static_assert(offsetof(rtms_pcm_ring, futex) == 192, "pcm futex");
