@@ -1,0 +1,213 @@
+"""One stream's sink with the audio engine in front of the shared-memory publisher.
+
+``publish.shm`` alone hands media straight to a :class:`~gateway.shm.ShmPublisher` (a
+``NativeSink``: the listener base64-decodes audio into ring memory, no Python per packet). That
+fast path stores each participant's packets at their timestamps and nothing more. With
+``[audio] engine = true`` (the default) the app builds an :class:`EngineSink` instead::
+
+    media listener --audio--> AudioEngine (align to one media clock, reorder window, duplicates
+                               dropped, gaps marked, mix of data_opt 2, Zoom's mix passed through,
+                               G.711/G.722/Opus decoded, consumer formats via soxr)
+                    |            |-> ShmPublisher.write_participant / write_mixed  (int16 rings)
+                    |            '-> ShmPublisher.write_format                     (format rings)
+                    '--video, share, transcript, chat, events--> ShmPublisher (unchanged)
+
+The cost: audio takes the listener's Python path (a borrowed memoryview per packet) and the
+engine's per-packet work, and audio leaves the gateway ``reorder_ms`` later (see
+``benchmarks/bench_audio.py`` for the engine's cost per participant-second).
+
+Usage::
+
+    pub = ShmPublisher(stream_id, directory, audio=pcm_params_for(params), ...)
+    sink = EngineSink(pub, params, AudioConfig(reorder_ms=60), formats=[AudioFormat(16000, "float32", 1)])
+    session = StreamSession(target, settings, sink=sink)     # closes with sink.close()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .audio import MIXED, AudioConfig, AudioEngine, AudioFormat
+from .protocol import AudioParams, Codec, MediaMessage, MediaParams, WebhookEvent, params_to_wire
+
+__all__ = ["EngineSink", "engine_sink_factory", "format_plan", "parse_format", "pcm_params_for"]
+
+log = logging.getLogger("gateway.pipeline")
+
+def pcm_params_for(params: AudioParams) -> AudioParams:
+    """The int16 PCM layout the engine publishes for negotiated ``params`` (decoded codecs are L16)."""
+    return dataclasses.replace(params, codec=Codec.L16)
+
+
+def parse_format(spec: str) -> AudioFormat:
+    """``"16000:float32:1"`` (rate, ``int16``/``float32``, channels) -> :class:`AudioFormat` (ValueError if bad)."""
+    parts = [p.strip() for p in spec.split(":")]
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[2].isdigit():
+        raise ValueError(f"audio format {spec!r} is not 'rate:int16|float32:channels' (e.g. '16000:float32:1')")
+    return AudioFormat(int(parts[0]), parts[1], int(parts[2]))
+
+
+class _FormatRing:
+    """A :class:`~gateway.audio.FormatSink` writing one converted stream into a format ring."""
+
+    __slots__ = ("_k", "_pub", "_zeros", "frame_bytes")
+
+    def __init__(self, publisher: Any, k: int, fmt: AudioFormat) -> None:
+        self._pub = publisher
+        self._k = k
+        self.frame_bytes = fmt.dtype.itemsize * fmt.channels
+        self._zeros = np.zeros(0, np.uint8)
+
+    def write(self, sample_index: int, pcm: np.ndarray, gap: bool) -> None:
+        if gap:  # a zero-stride view: hand over (cached) zero bytes instead of materialising it
+            n = len(pcm) * self.frame_bytes
+            if len(self._zeros) < n:
+                self._zeros = np.zeros(max(n, 2 * len(self._zeros)), np.uint8)
+            self._pub.write_format(self._k, sample_index, self._zeros[:n], True)
+            return
+        if not pcm.flags.c_contiguous:
+            pcm = np.ascontiguousarray(pcm)
+        self._pub.write_format(self._k, sample_index, pcm.reshape(-1).view(np.uint8), False)
+
+
+class EngineSink:
+    """A MediaSink: audio through an :class:`~gateway.audio.AudioEngine`, the rest to the publisher.
+
+    The engine's :class:`~gateway.audio.AudioOutput` is this object: it fixes the publisher's
+    media clock origin to the engine's on the first write (both then index samples identically)
+    and hands gap runs over as cached zero bytes. ``formats`` are produced from the mixed stream,
+    once each, into the publisher's format rings ``0..len(formats)-1`` (same order).
+    """
+
+    def __init__(self, publisher: Any, params: AudioParams, config: AudioConfig | None = None, *, formats: Sequence[AudioFormat] = ()) -> None:
+        self.publisher = publisher
+        self.engine = AudioEngine(self, params, config)
+        self._origin_set = publisher.origin_ms is not None
+        self._frame_bytes = 2 * int(params.channel)
+        self._zeros = np.zeros(0, np.uint8)
+        self.closed = False
+        # the hot half: bound methods, no indirection per frame
+        self.on_audio = self.engine.on_audio
+        self.on_video = publisher.on_video
+        self.on_share = publisher.on_share
+        self.publish_event = publisher.publish_event
+        for k, fmt in enumerate(formats):
+            self.engine.add_format(fmt, _FormatRing(publisher, k, fmt), MIXED)
+
+    # -- MediaSink (the rest) --------------------------------------------------------------------
+
+    def on_transcript(self, msg: MediaMessage) -> None:
+        self.publisher.on_transcript(msg)
+
+    def on_chat(self, msg: MediaMessage) -> None:
+        self.publisher.on_chat(msg)
+
+    def on_drop(self, kind: str, reason: str) -> None:
+        self.publisher.on_drop(kind, reason)
+
+    def on_media_params(self, kind: str, params: Any) -> None:
+        """Negotiated params: the engine takes audio's (same params as requested: nothing changes)."""
+        if kind == "audio" and params != self.engine.params:
+            if self._origin_set:
+                log.warning("stream %s: audio params changed after audio was published (%s); rings keep the first clock",
+                            getattr(self.publisher, "stream_id", "?"), params)
+        self.engine.on_media_params(kind, params)
+
+    # -- AudioOutput -----------------------------------------------------------------------------
+
+    def _bytes(self, pcm: np.ndarray, gap: bool) -> np.ndarray:
+        if gap:
+            n = len(pcm) * self._frame_bytes
+            if len(self._zeros) < n:
+                self._zeros = np.zeros(max(n, 2 * len(self._zeros)), np.uint8)
+            return self._zeros[:n]
+        if not pcm.flags.c_contiguous:
+            pcm = np.ascontiguousarray(pcm)
+        return pcm.reshape(-1).view(np.uint8)
+
+    def _start_clock(self) -> None:
+        clock = self.engine.clock
+        if clock is not None and self.publisher.origin_ms is None:
+            self.publisher.set_origin(clock.origin_ms)
+        self._origin_set = True
+
+    def write_participant(self, user_id: int, sample_index: int, pcm: np.ndarray, gap: bool) -> None:
+        if not self._origin_set:
+            self._start_clock()
+        self.publisher.write_pcm(user_id, sample_index, self._bytes(pcm, gap), gap)
+
+    def write_mixed(self, sample_index: int, pcm: np.ndarray, gap: bool) -> None:
+        if not self._origin_set:
+            self._start_clock()
+        self.publisher.write_pcm(MIXED, sample_index, self._bytes(pcm, gap), gap)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """The engine's counters (under ``audio_engine``; metrics ignore keys they do not know)."""
+        return {"audio_engine": self.engine.stats.as_dict()}
+
+    def close(self) -> None:
+        """Publish what the reorder window still holds (and the resamplers' tails), then end the stream."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.engine.flush(final=True)
+        except Exception:
+            log.exception("stream %s: flushing the audio engine failed", getattr(self.publisher, "stream_id", "?"))
+        self.publisher.close()
+
+
+def format_plan(formats: Iterable[AudioFormat]) -> list[AudioFormat]:
+    """Distinct formats in configured order (a format listed twice is produced once)."""
+    seen: list[AudioFormat] = []
+    for f in formats:
+        if f not in seen:
+            seen.append(f)
+    return seen
+
+
+def engine_sink_factory(config: Any, params: MediaParams, directory: Callable[[], Any]) -> Callable[[WebhookEvent], EngineSink]:
+    """The app's sink factory for ``publish.shm`` + ``audio.engine``: one publisher + engine per stream.
+
+    ``config`` is the :class:`~gateway.config.GatewayConfig`; ``directory()`` returns the
+    gateway's :class:`~gateway.shm.ShmDirectory`. The segment's PCM rings are laid out for the
+    *decoded* audio (int16 at the negotiated rate and channels, whatever the codec); its info
+    JSON keeps the wire params under ``audio_wire``.
+    """
+    from .shm import ShmPublisher
+
+    a = config.audio
+    audio = params.audio
+    assert audio is not None
+    engine_config = AudioConfig(
+        reorder_ms=a.reorder_ms,
+        mix_exclude=frozenset(int(u) for u in a.mix_exclude),
+        mix_gain=a.mix_gain,
+        g711_ulaw=a.g711_ulaw,
+    )
+    formats = format_plan(parse_format(f) for f in a.formats)
+    pcm = pcm_params_for(audio)
+
+    def make(event: WebhookEvent) -> EngineSink:
+        info = {
+            "product": event.product.value if event.product else None,
+            "instance_key": event.instance_key,
+            "instance_id": event.instance_id,
+            "audio_engine": {"reorder_ms": a.reorder_ms, "mix_exclude": sorted(engine_config.mix_exclude)},
+            "audio_wire": params_to_wire(audio),
+        }
+        pub = ShmPublisher(event.stream_id or "", directory(), audio=pcm, video=params.video, deskshare=params.deskshare, info=info, formats=formats)
+        try:
+            return EngineSink(pub, audio, engine_config, formats=formats)
+        except BaseException:
+            pub.close()
+            raise
+
+    return make
