@@ -188,7 +188,8 @@ class Gateway:
         return make
 
     def _default_sink_factory(self) -> SinkFactory:
-        """The shared-memory publisher when ``publish.shm``, else a counting sink."""
+        """The shared-memory publisher when ``publish.shm`` (behind the audio engine unless
+        ``audio.engine = false``: gateway.pipeline), else a counting sink."""
         if not self.config.publish.shm:
             return lambda event: StatsSink()
         try:
@@ -196,6 +197,10 @@ class Gateway:
         except ImportError as exc:  # configured but not built: refuse to start rather than drop media
             raise ConfigError(f"publish.shm = true but the shared-memory publisher is unavailable: {exc}") from None
         params = self.config.sessions.build_media_params()
+        if self.config.audio.engine and params.audio is not None:
+            from .pipeline import engine_sink_factory
+
+            return engine_sink_factory(self.config, params, self._shm)
 
         def make_publisher(event: WebhookEvent) -> Any:
             directory = self._shm()
