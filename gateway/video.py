@@ -278,14 +278,7 @@ class AccessUnitSplitter:
         out: list[list[bytes]] = []
         carried_in = bool(self._pending)
         for s, e in spans:
-            nal = data[s:e]
-            t = nal[0] & 0x1F
-            boundary = self._has_vcl and (t in (NAL_AUD, NAL_SPS, NAL_PPS, NAL_SEI) or (t in _VCL and _first_mb_zero(nal, 0)))
-            if boundary:
-                out.append(self._pending)
-                self._pending, self._has_vcl = [], False
-            self._pending.append(nal)
-            self._has_vcl |= t in _VCL
+            self._push(data[s:e], out)
         if self.flush_at_message_end and self._has_vcl:
             out.append(self._pending)
             self._pending, self._has_vcl = [], False
@@ -294,6 +287,26 @@ class AccessUnitSplitter:
         if carried_in and out:
             self.joined_units += 1
         return out
+
+    def flush(self) -> list[list[bytes]]:
+        """End of stream: whatever is held back, as a last access unit (if it has a picture)."""
+        carry, self._carry = self._carry, b""
+        out: list[list[bytes]] = []
+        for s, e in iter_nals(carry):
+            self._push(carry[s:e], out)
+        if self._has_vcl:
+            out.append(self._pending)
+        self._pending, self._has_vcl = [], False
+        return out
+
+    def _push(self, nal: bytes, out: list[list[bytes]]) -> None:
+        t = nal[0] & 0x1F
+        boundary = self._has_vcl and (t in (NAL_AUD, NAL_SPS, NAL_PPS, NAL_SEI) or (t in _VCL and _first_mb_zero(nal, 0)))
+        if boundary:
+            out.append(self._pending)
+            self._pending, self._has_vcl = [], False
+        self._pending.append(nal)
+        self._has_vcl |= t in _VCL
 
 
 @dataclass(slots=True)
