@@ -44,11 +44,14 @@ def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
     assert cli.main([]) == cli.EXIT_USAGE
 
 
-def test_bench_says_not_implemented_instead_of_faking(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    real_load = cli._load
-    monkeypatch.setattr(cli, "_load", lambda name: None if name == "benchmarks.run" else real_load(name))
-    assert cli.main(["bench"]) == cli.EXIT_USAGE
-    assert "not yet implemented" in capsys.readouterr().err
+def test_bench_without_a_name_runs_the_end_to_end_comparison(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway import bench
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(bench, "main", lambda argv: seen.append(list(argv)) or 0)
+    assert cli.main(["bench"]) == 0
+    assert cli.main(["bench", "--quick", "--contenders", "gateway"]) == 0  # leading options reach gateway.bench
+    assert seen == [[], ["--quick", "--contenders", "gateway"]]
 
 
 def test_run_without_credentials_names_the_missing_key(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
