@@ -25,6 +25,7 @@ Usage::
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -82,9 +83,16 @@ class EngineSink:
     media clock origin to the engine's on the first write (both then index samples identically)
     and hands gap runs over as cached zero bytes. ``formats`` are produced from the mixed stream,
     once each, into the publisher's format rings ``0..len(formats)-1`` (same order).
+
+    **Idle flush.** The engine publishes a window once a newer packet closes it; when audio stops
+    (pause, nobody speaking in multi-stream mode, the stream's end) nothing would close the last
+    one. Created inside a running event loop, the sink checks every ``idle_flush_ms`` whether any
+    packet arrived since the last check and, if none did, publishes what is staged. A packet that
+    arrives later for an already published time is counted late and dropped (never patched in).
     """
 
-    def __init__(self, publisher: Any, params: AudioParams, config: AudioConfig | None = None, *, formats: Sequence[AudioFormat] = ()) -> None:
+    def __init__(self, publisher: Any, params: AudioParams, config: AudioConfig | None = None, *, formats: Sequence[AudioFormat] = (),
+                 idle_flush_ms: int = 100) -> None:
         self.publisher = publisher
         self.engine = AudioEngine(self, params, config)
         self._origin_set = publisher.origin_ms is not None
@@ -98,6 +106,30 @@ class EngineSink:
         self.publish_event = publisher.publish_event
         for k, fmt in enumerate(formats):
             self.engine.add_format(fmt, _FormatRing(publisher, k, fmt), MIXED)
+        self._idle_s = idle_flush_ms / 1000.0
+        self._seen_packets = 0
+        self._timer: asyncio.TimerHandle | None = None
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop() if idle_flush_ms > 0 else None
+        except RuntimeError:
+            self._loop = None
+        if self._loop is not None:
+            self._timer = self._loop.call_later(self._idle_s, self._idle_check)
+
+    def _idle_check(self) -> None:
+        """Publish the staged tail when no packet arrived for a whole interval (see the class doc)."""
+        self._timer = None
+        if self.closed:
+            return
+        packets = self.engine.stats.packets
+        if packets == self._seen_packets:
+            try:
+                self.engine.flush()
+            except Exception:
+                log.exception("stream %s: idle flush of the audio engine failed", getattr(self.publisher, "stream_id", "?"))
+        self._seen_packets = packets
+        assert self._loop is not None
+        self._timer = self._loop.call_later(self._idle_s, self._idle_check)
 
     # -- MediaSink (the rest) --------------------------------------------------------------------
 
@@ -157,6 +189,9 @@ class EngineSink:
         if self.closed:
             return
         self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         try:
             self.engine.flush(final=True)
         except Exception:
