@@ -182,6 +182,7 @@ class Gateway:
                     status_profile=cfg.sessions.status_profile,
                     buffer_data=cfg.sessions.buffer_data,
                     handshake_timeout_s=cfg.sessions.handshake_timeout_s,
+                    max_frame_bytes=cfg.sessions.max_frame_bytes,
                 )
             return StreamSession(StreamTarget.from_webhook(event), settings, sink=sink, on_event=on_event)
 

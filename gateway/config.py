@@ -96,6 +96,9 @@ class SessionsConfig:
     buffer_data: bool = True
     #: limit for each handshake answer (msg 2, msg 4) before the stream is given up.
     handshake_timeout_s: float = 10.0
+    #: largest media message accepted (bytes); a larger fragmented message is a counted
+    #: ``too_large`` drop, a larger single frame closes that media socket (1009) and it reconnects.
+    max_frame_bytes: int = 16 << 20
     #: PEM bundle of CAs trusted for wss:// to RTMS servers (empty: the system's CAs).
     ca_file: str = ""
     #: raw ``media_params`` per kind as sent in msg 3 (empty = the raw protocol's defaults).
@@ -227,6 +230,8 @@ class GatewayConfig:
                 raise ConfigError(f"sessions.media_kinds: unknown kind {kind!r} (one of {', '.join(ALL_MEDIA_KINDS)})")
         if q.handshake_timeout_s <= 0:
             raise ConfigError(f"sessions.handshake_timeout_s must be positive, got {q.handshake_timeout_s}")
+        if q.max_frame_bytes < 64 * 1024:
+            raise ConfigError(f"sessions.max_frame_bytes must be at least 65536, got {q.max_frame_bytes}")
         if q.status_profile not in {p.value for p in StatusProfile}:
             raise ConfigError(f"sessions.status_profile must be one of {[p.value for p in StatusProfile]}, got {q.status_profile!r}")
         for kind, params in q.media_params.items():

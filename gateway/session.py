@@ -57,7 +57,7 @@ from picows import WSError
 
 from . import protocol
 from .errors import GatewayError, HandshakeError, KeepAliveTimeout, ProtocolError, SessionClosed
-from .media import MediaConnection, media_listener_factory
+from .media import MAX_MEDIA_FRAME_BYTES, MediaConnection, media_listener_factory
 from .protocol import (
     EventType,
     MediaParams,
@@ -147,6 +147,8 @@ class SessionSettings:
     buffer_data: bool = True
     status_profile: str = "B"
     handshake_timeout_s: float = 10.0
+    #: largest media message (bytes) each media listener accepts (see MediaConnection).
+    max_frame_bytes: int = MAX_MEDIA_FRAME_BYTES
     keepalive_watchdog_s: float = 65.0
     reconnect_backoff_s: tuple[float, ...] = protocol.RECONNECT_BACKOFF_S
     reconnect_window_s: float = protocol.SIGNALING_RECONNECT_WINDOW_S
@@ -600,6 +602,7 @@ class StreamSession:
             on_lost=self._on_media_lost,
             on_message=self._on_media_message,
             listener_class=self._listener_class,
+            max_frame_bytes=self.settings.max_frame_bytes,
             ssl_context=self.settings.ssl_context,
         )
         old = self._media.get(key)
