@@ -43,9 +43,10 @@ from . import protocol
 from .protocol import AudioParams, MsgType
 from .sim.load import USER_ID_BASE, FrameBank, LoadDriver
 
-CONTENDERS = ("gateway", "sdk", "asyncio", "picows")
+CONTENDERS = ("gateway", "gateway_engine", "sdk", "asyncio", "picows")
 MODULES = {
     "gateway": "benchmarks.contenders.gateway",
+    "gateway_engine": "benchmarks.contenders.gateway",
     "sdk": "benchmarks.contenders.official_sdk",
     "asyncio": "benchmarks.contenders.asyncio_ws",
     "picows": "benchmarks.contenders.picows_bare",
@@ -190,11 +191,14 @@ class Probe:
             "sim_bound": self.sim_bound,
             "join_s": round(self.join_s, 2),
         }
-        if self.contender == "gateway" and "consumer" in r:
+        if "consumer" in r:
             c = r["consumer"]
             out["consumer_cpu_us_per_msg"] = round(float(c.get("cpu_s", 0)) * 1e6 / window_msgs, 2) if window_msgs else None
             out["consumer_rss_mib"] = round(int(c.get("rss_kb", 0)) / 1024, 1)
             out["gateway_drops"] = r.get("gateway_drops")
+            out["consumer"] = c
+            out["received"] = {"audio": r.get("audio_total"), "transcripts": r.get("transcripts_total")}
+            out["sent_split"] = {"audio": self.sent_audio, "transcripts": self.sent_transcripts}
             out["inside_latency"] = "not measured (the gateway stamps no read time into the ring)"
         return out
 
@@ -262,6 +266,7 @@ async def run_probe(contender: str, meetings: int, *, speakers: int = 3, seconds
     proc: asyncio.subprocess.Process | None = None
     scratch = tempfile.TemporaryDirectory(prefix="gateway-bench-")  # the SDK tries to write logs/ in its cwd
     workdir = scratch.name
+    os.makedirs(os.path.join(workdir, "logs"), exist_ok=True)
     label = f"[{contender} x{meetings} {pace}]"
     try:
         async with Simulator(cfg) as sim:
@@ -275,6 +280,7 @@ async def run_probe(contender: str, meetings: int, *, speakers: int = 3, seconds
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
             if cont_cpu is not None:
                 env["BENCH_CPU"] = cont_cpu
+            env["BENCH_GATEWAY_ENGINE"] = "1" if contender == "gateway_engine" else "0"
             t_join = time.monotonic()
             proc = await asyncio.create_subprocess_exec(sys.executable, "-m", MODULES[contender], cwd=workdir, env=env,
                                                         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 26)
@@ -365,7 +371,7 @@ class Plan:
     flat_out_meetings: int = 20
     capacity: bool = True
     capacity_start: int = 16
-    capacity_max: int = 2048
+    capacity_max: int = 1024
     capacity_probes: int = 8
 
 

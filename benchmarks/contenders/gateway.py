@@ -22,11 +22,11 @@ import time
 from array import array
 from typing import Any
 
-import numpy as np
-
 from .common import Recorder, cpu_s, finish, pin_from_env, read_init, rss_kb, say, serve_commands, summarize_ns
 
 PROBES = 4
+#: the audio engine (reorder window, mix) when BENCH_GATEWAY_ENGINE=1; else the native fast path.
+ENGINE = os.environ.get("BENCH_GATEWAY_ENGINE") == "1"
 PACKET = 320  # 20 ms of 16 kHz mono
 
 
@@ -34,14 +34,24 @@ PACKET = 320  # 20 ms of 16 kHz mono
 
 
 class StreamCounter:
-    """Reads one stream's participant rings and event ring; counts packets, optionally stamps."""
+    """Reads one stream's participant rings and event ring; counts samples, optionally stamps.
+
+    Counting is in samples (gap samples excluded), converted to packets at the end, so reads of
+    any length add up exactly. Stamps are read at packet starts: ring indices a whole number of
+    packets from the ring's start index (packets land at their timestamps).
+    """
 
     def __init__(self, reader: Any, speakers: int) -> None:
         self.reader = reader
         self.speakers = speakers
         self.audio: dict[int, Any] = {}
+        self.base: dict[int, int] = {}
         self.events = reader.events()
-        self.packets = self.transcripts = self.lost = self.gap_packets = 0
+        self.samples = self.gap_samples = self.transcripts = self.lost = 0
+
+    @property
+    def packets(self) -> int:
+        return self.samples // PACKET
 
     def poll(self, lat: array | None, now_ns: int) -> None:
         r = self.reader
@@ -49,18 +59,23 @@ class StreamCounter:
             for ring in r.participants():
                 if ring.user_id and ring.user_id not in self.audio:
                     self.audio[ring.user_id] = r.audio(ring.user_id)
-        for a in self.audio.values():
-            arr, _, lost, gaps = a.read_since()
-            n = len(arr) // PACKET
+        for uid, a in self.audio.items():
+            arr, end, lost, gaps = a.read_since()
+            n = len(arr)
             if n == 0:
                 continue
+            begin = end - n  # index of arr[0]
             gap = sum(g.length for g in gaps)
             self.lost += lost
-            self.gap_packets += gap // PACKET
-            self.packets += n - gap // PACKET
+            self.gap_samples += gap
+            self.samples += n - gap
             if lat is not None:
-                stamps = np.ascontiguousarray(arr[: n * PACKET].reshape(n, PACKET)[:, :4]).view("<i8").ravel()
-                lat.extend(int(now_ns - s) for s in stamps if s > 0)
+                base = self.base.setdefault(uid, a.start_index)
+                first = begin + (-(begin - base)) % PACKET
+                for i in range(first - begin, n - 3, PACKET):
+                    stamp = int(arr[i : i + 4].view("<i8")[0])
+                    if 0 < now_ns - stamp < 10_000_000_000:
+                        lat.append(now_ns - stamp)
         batch, _, lost = self.events.read_since()
         self.lost += lost
         self.transcripts += sum(1 for e in batch if e.get("type") == "transcript")
@@ -120,7 +135,7 @@ def consumer_main(prefix: str, streams: int, speakers: int) -> None:
         "audio_total": sum(sc.packets for sc in counters),
         "transcripts_total": sum(sc.transcripts for sc in counters),
         "lost_overrun": sum(sc.lost for sc in counters),
-        "gap_packets": sum(sc.gap_packets for sc in counters),
+        "gap_packets": sum(sc.gap_samples for sc in counters) / PACKET,
         "cpu_s": round(cpu1 - cpu0, 4), "rss_kb": rss_kb(),
         "wire_latency": summarize_ns(lat),
     })
@@ -144,6 +159,7 @@ async def gateway_main() -> dict[str, Any]:
     from gateway import protocol
     from gateway.app import Gateway
     from gateway.config import (
+        AudioSettings,
         Credentials,
         GatewayConfig,
         LogConfig,
@@ -162,6 +178,7 @@ async def gateway_main() -> dict[str, Any]:
         sessions=SessionsConfig(max_streams=len(streams) + 1, media_kinds=("audio", "transcript"),
                                 media_params={"audio": {"data_opt": protocol.DataOption.AUDIO_MULTI_STREAMS}}),
         publish=PublishConfig(shm=True, shm_dir="/dev/shm", shm_prefix=prefix),
+        audio=AudioSettings(engine=ENGINE),
         log=LogConfig(level="WARNING"),
     ).validate()
     rec = Recorder()
@@ -181,7 +198,14 @@ async def gateway_main() -> dict[str, Any]:
         raise RuntimeError(f"consumer did not attach: {line!r}")
     say("joined")
 
+    async def frames_now() -> int:
+        return sum(sum(int(v) for v in e.session.stats().get("frames", {}).values()) for e in list(gw.streams.values()))
+
+    window: dict[str, int] = {}
+
     def forward(cmd: str) -> None:
+        if cmd in ("measure", "end"):  # messages the gateway read off its sockets in the window
+            window[cmd] = asyncio.run_coroutine_threadsafe(frames_now(), loop).result(5)
         consumer.stdin.write(cmd + "\n")  # type: ignore[union-attr]
         consumer.stdin.flush()  # type: ignore[union-attr]
 
@@ -191,13 +215,15 @@ async def gateway_main() -> dict[str, Any]:
     out = await loop.run_in_executor(None, consumer.stdout.read)
     consumer.wait(timeout=10)
     cons = json.loads(out.strip().splitlines()[-1])
-    window = rec.report()
+    report = rec.report()
+    window_msgs = window.get("end", 0) - window.get("measure", 0)
     drops = sum(_drop_count(e.stats()) for e in list(gw.streams.values()))
     await gw.close(request=False)
     return {
-        "contender": "gateway",
+        "contender": "gateway_engine" if ENGINE else "gateway", "audio_engine": ENGINE,
         "audio_total": cons["audio_total"], "transcripts_total": cons["transcripts_total"],
-        "window_s": window["window_s"], "cpu_s": window["cpu_s"], "rss_kb": window["rss_kb"], "rss_before_kb": window["rss_before_kb"],
+        "window_s": report["window_s"], "cpu_s": report["cpu_s"], "rss_kb": report["rss_kb"], "rss_before_kb": report["rss_before_kb"],
+        "window_msgs": window_msgs, "msgs_per_s": round(window_msgs / max(1e-9, report["window_s"]), 1),
         "consumer": {k: cons[k] for k in ("cpu_s", "rss_kb", "lost_overrun", "gap_packets", "probes", "streams")},
         "gateway_drops": drops,
         "wire_latency": cons["wire_latency"],
