@@ -933,6 +933,24 @@ cdef class ShmWriter(NativeSink):
         self._pcm_commit(ts, n, NULL, 0)
         return True
 
+    def set_user_name(self, uint32_t user_id, bytes name):
+        """Name the ring of ``user_id`` if it has none yet (the audio engine's path carries no names).
+
+        False if the participant has no ring (or the name is empty).
+        """
+        cdef int i
+        cdef _PcmSlot* s
+        if self._base == NULL or not len(name):
+            return False
+        for i in range(1, self._n_pcm):
+            s = &self._pcm[i]
+            if s.generation != 0 and s.user_id == user_id:
+                if not s.name_set:
+                    self._set_name(s.desc, name, len(name))
+                    s.name_set = True
+                return True
+        return False
+
     def write_format(self, int k, uint64_t index, const uint8_t[::1] data, bint gap=False):
         """Write frames (the ring's sample format, channels interleaved) at ``index`` of format ring ``k``.
 

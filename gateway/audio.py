@@ -576,6 +576,11 @@ class AudioEngine:
         """Everything before this sample index has been published."""
         return self._stage.closed
 
+    def user_name(self, user_id: int) -> str | None:
+        """The display name ``user_id``'s first packet carried (None if unknown)."""
+        tr = self._tracks.get(user_id)
+        return tr.user_name if tr is not None else None
+
     @property
     def participants(self) -> list[int]:
         return [uid for uid in self._tracks if uid != MIXED]

@@ -98,6 +98,7 @@ class EngineSink:
         self._origin_set = publisher.origin_ms is not None
         self._frame_bytes = 2 * int(params.channel)
         self._zeros = np.zeros(0, np.uint8)
+        self._named: set[int] = set()
         self.closed = False
         # the hot half: bound methods, no indirection per frame
         self.on_audio = self.engine.on_audio
@@ -172,6 +173,15 @@ class EngineSink:
         if not self._origin_set:
             self._start_clock()
         self.publisher.write_pcm(user_id, sample_index, self._bytes(pcm, gap), gap)
+        if user_id not in self._named and not gap:
+            self._name(user_id)
+
+    def _name(self, user_id: int) -> None:
+        """Give the participant's ring its display name (once; the engine knows it from the packets)."""
+        self._named.add(user_id)
+        name = self.engine.user_name(user_id)
+        if name:
+            self.publisher.set_user_name(user_id, name.encode("utf-8")[:80])
 
     def write_mixed(self, sample_index: int, pcm: np.ndarray, gap: bool) -> None:
         if not self._origin_set:

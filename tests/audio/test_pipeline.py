@@ -74,7 +74,9 @@ def test_mix_exclude_and_pass_through_of_other_media(directory: ShmDirectory) ->
                 ref = expected_int16(content, p.user_id, RATE, 0, 2100)
                 total += ref[start + off : start + off + len(mix)] if start + off >= 0 else np.concatenate([np.zeros(-(start + off), np.int16), ref[: len(mix) + start + off]])
         np.testing.assert_array_equal(mix, np.clip(total, -32768, 32767))
-        assert any(p.user_id == excluded for p in s.participants())  # its own ring is still there
+        names = {p.user_id: p.user_name for p in s.participants()}
+        assert excluded in names  # its own ring is still there
+        assert names == {0: "", **{p.user_id: p.user_name for p in content.participants if p.user_id in names}}  # named from the packets
         events, _, _ = s.events().read_since(0)
         assert [e["text"] for e in events if e["type"] == "transcript"] == ["hello"]
         assert s.drops()["video"] == 1
