@@ -99,6 +99,7 @@ class EngineSink:
         self._frame_bytes = 2 * int(params.channel)
         self._zeros = np.zeros(0, np.uint8)
         self._named: set[int] = set()
+        self._u8: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id(pcm view) -> (view, its bytes)
         self.closed = False
         # the hot half: bound methods, no indirection per frame
         self.on_audio = self.engine.on_audio
@@ -159,9 +160,14 @@ class EngineSink:
             if len(self._zeros) < n:
                 self._zeros = np.zeros(max(n, 2 * len(self._zeros)), np.uint8)
             return self._zeros[:n]
-        if not pcm.flags.c_contiguous:
-            pcm = np.ascontiguousarray(pcm)
-        return pcm.reshape(-1).view(np.uint8)
+        hit = self._u8.get(id(pcm))
+        if hit is not None and hit[0] is pcm:  # the engine hands out cached slices: so do we
+            return hit[1]
+        u8 = (pcm if pcm.flags.c_contiguous else np.ascontiguousarray(pcm)).reshape(-1).view(np.uint8)
+        if len(self._u8) > 1024:
+            self._u8.clear()
+        self._u8[id(pcm)] = (pcm, u8)  # holding ``pcm`` keeps its id from being reused
+        return u8
 
     def _start_clock(self) -> None:
         clock = self.engine.clock
