@@ -12,7 +12,8 @@ saves what it read. Then, against the simulator's known content and its record o
 * the mixed ring is the saturating sum of the participants, gap where nobody had audio;
 * the 16 kHz float32 format ring is the mix scaled to +-1.0; the 48 kHz float32 ring keeps each
   tone's frequency and level (SNR against the analytic 48 kHz signal asserted > 60 dB; 84.6 dB measured);
-* G.711 end to end: each ring holds exactly the A-law decode of the simulator's encoding.
+* G.711 end to end: each ring holds exactly the A-law decode of the simulator's encoding;
+* Opus 48 kHz stereo end to end: gaps exactly per packet, each speaker's tone at >= 30 dB SNR.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from gateway.protocol import AudioParams, Codec, DataOption, SampleRate
 from gateway.sim.codecs import alaw_decode, alaw_encode
 from gateway.sim.content import MeetingContent
 from tests.audio.helpers import expected_int16
+from tests.audio.test_codecs import CODEC_LAG, CODEC_SNR_DB, steady_snr_db
 from tests.gateway.conftest import sim_factory, wait_for  # noqa: F401 - fixture used by name
 from tests.gateway.test_app_fakes import CLIENT_SECRET, WEBHOOK_SECRET, make_config
 
@@ -252,3 +254,31 @@ async def test_g711_meeting_decoded_into_pcm_rings(sim_factory: Any, tmp_path: A
         np.testing.assert_array_equal(gap, ~covered)
         total += data
     np.testing.assert_array_equal(mixed.data, np.clip(total, -32768, 32767).astype(np.int16))
+
+
+async def test_opus_stereo_meeting_decoded_into_pcm_rings(sim_factory: Any, tmp_path: Any) -> None:  # noqa: F811
+    """The official SDK's default codec (Opus 48 kHz stereo), per speaker, through the gateway."""
+    rate, spp = 48000, 960
+    content = MeetingContent(3, seed=9, late_join_ms=None, leave_ms=None)
+    audio = {"codec": int(Codec.OPUS), "sample_rate": int(SampleRate.SR_48K), "channel": 2, "data_opt": 2}
+    stream, npz, stats = await run_meeting(sim_factory, tmp_path, content, audio, AudioSettings())
+    assert stats["decode_errors"] == 0 and stats["late_packets"] == 0
+    origin = int(npz["origin_ms"])
+    off = (origin - stream.started_ms) * rate // 1000
+    mixed = Ring(npz, "user_0")
+    a, b = mixed.first, mixed.end
+    assert mixed.data.shape[1:] == (2,)
+    for uid, packets in stream.sent.audio.items():
+        data, gap = Ring(npz, f"user_{uid}").window(a, b)
+        covered = np.zeros(b - a, bool)
+        for ts, _ in packets:
+            i = (ts - origin) * rate // 1000 - a
+            covered[i : i + spp] = True
+        np.testing.assert_array_equal(gap, ~covered, err_msg=f"user {uid}: gap marks")  # one packet = its 20 ms, exactly
+        np.testing.assert_array_equal(data[:, 0], data[:, 1])  # a mono voice in both channels
+        ref = np.zeros(b - a)  # content samples of ring indices [a, b) (none before media time 0)
+        lo = max(a + off, 0)
+        ref[lo - a - off :] = expected_int16(content, uid, rate, 0, (b + off) * 1000 // rate + 20)[lo : b + off]
+        lag = CODEC_LAG[Codec.OPUS]
+        snr = steady_snr_db(data[lag:, 0].astype(np.float64), ref[: len(ref) - lag], covered[: len(ref) - lag], 100 * rate // 1000)
+        assert snr >= CODEC_SNR_DB[Codec.OPUS], f"user {uid}: SNR {snr:.1f} dB"
