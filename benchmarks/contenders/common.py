@@ -119,6 +119,7 @@ def serve_commands(rec: Recorder, on_command: Any = None) -> threading.Thread:
     """A thread applying ``measure`` / ``end`` / ``stop`` from stdin to ``rec`` (and ``on_command``)."""
 
     def run() -> None:
+        cmd = ""
         for line in sys.stdin:
             cmd = line.strip()
             if cmd == "measure":
@@ -129,6 +130,8 @@ def serve_commands(rec: Recorder, on_command: Any = None) -> threading.Thread:
                 on_command(cmd)
             if cmd == "stop":
                 break
+        if cmd != "stop" and on_command is not None:  # the orchestrator went away: stop as if told to
+            on_command("stop")
         rec.stopped.set()
 
     t = threading.Thread(target=run, name="bench-commands", daemon=True)
