@@ -694,14 +694,21 @@ class MediaFollower:
         for kind in kinds:
             dest = (cfg.host, self.ports.ports[kind])
             if kind == "audio":
-                a = self._audio_params
-                self.audio_rtp = udp.AudioRtp(int(a.codec), a.rate_hz, int(a.channel), dest, cfg)
+                codec, rate, channels = self._audio_format()
+                self.audio_rtp = udp.AudioRtp(codec, rate, channels, dest, cfg)
             else:
                 pt = udp.PT_VIDEO if kind == "video" else udp.PT_SHARE
                 self.video_rtp[kind] = udp.RtpSender(pt, udp.H264_CLOCK, dest, bind=cfg.bind, mtu=cfg.mtu)
         if cfg.sdp_dir:
             self.sdp_path = udp.sdp_path(cfg.sdp_dir, self.stream_id)
             self._write_sdp()
+
+    def _audio_format(self) -> tuple[int, int, int]:
+        """(codec, rate, channels) of the segment's audio: what the rings hold, which is L16 when an
+        audio engine decodes G.711/G.722/Opus in front of the publisher, else the negotiated codec."""
+        a = self._audio_params
+        r = self.reader
+        return (int(r.audio_codec or a.codec), int(r.audio_rate or a.rate_hz), int(r.audio_channels or a.channel))
 
     def _write_sdp(self) -> None:
         from . import udp
@@ -769,8 +776,7 @@ class MediaFollower:
     def _poll_audio(self) -> int:
         from .client import StreamEnded
 
-        a = self._audio_params
-        if a.codec != Codec.L16:
+        if self.audio_rtp.codec != Codec.L16:
             if self._raw_audio is None:
                 try:
                     self._raw_audio = self.reader.raw_audio()
