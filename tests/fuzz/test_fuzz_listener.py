@@ -110,3 +110,22 @@ def test_small_frame_limit_drops_loudly(messages: list[bytes], limit: int) -> No
     oversized = sum(1 for payload in messages if len(payload) > limit)
     assert rig.listener.stats()["drops_by_reason"]["too_large"] == oversized
     assert all(call[0] == "drop" or call[0] != "audio" or len(call[4]) < limit for call in rig.sink.calls)
+
+
+@SETTINGS
+@given(MESSAGES, st.lists(st.integers(0, 400), max_size=5))
+def test_fragmented_message_means_the_same_as_whole(payload: bytes, cuts: list[int]) -> None:
+    """Split into WebSocket fragments at random points: the same sink calls as fed whole."""
+    from picows import WSMsgType
+    from picows.picows import _make_test_ws_frame
+
+    whole, parts = Rig(), Rig()
+    whole.listener.feed(payload)
+    points = sorted({c for c in cuts if 0 < c < len(payload)})
+    pieces = [payload[a:b] for a, b in zip([0, *points], [*points, len(payload)], strict=True)]
+    for i, piece in enumerate(pieces):
+        msg_type = WSMsgType.TEXT if i == 0 else WSMsgType.CONTINUATION
+        parts.listener.on_ws_frame(None, _make_test_ws_frame(msg_type, piece, i == len(pieces) - 1, False))
+    assert parts.sink.calls == whole.sink.calls
+    assert parts.control.calls == whole.control.calls
+    assert parts.listener.stats()["drops"] == whole.listener.stats()["drops"]
