@@ -324,7 +324,8 @@ cdef class ShmWriter(NativeSink):
         Capacities must be powers of two. ``audio_slots`` counts PCM rings (slot 0 is user 0,
         the mixed stream); with ``raw_audio_bytes`` the audio goes to an undecoded record ring.
         ``formats``: format rings (kind 6), each ``(source_user_id, rate, channels, sample_format,
-        capacity, mirror, gap_capacity)`` with ``sample_format`` 0 (int16) or 1 (float32).
+        capacity, mirror, gap_capacity[, assigned])`` with ``sample_format`` 0 (int16) or 1
+        (float32); ``assigned`` False makes a spare ring (generation 0) for :meth:`assign_format`.
         """
         if self._base != NULL:
             raise ValueError("writer already open")
@@ -346,7 +347,7 @@ cdef class ShmWriter(NativeSink):
         cdef int n_rings = audio_slots + n_fmt
         cdef uint64_t f_cap, f_mirror, f_gaps, f_fb, f_size
         for spec in formats:
-            if len(spec) != 7 or spec[3] not in (RTMS_SAMPLE_S16, RTMS_SAMPLE_F32) or spec[2] not in (1, 2) or spec[1] <= 0:
+            if len(spec) not in (7, 8) or spec[3] not in (RTMS_SAMPLE_S16, RTMS_SAMPLE_F32) or spec[2] not in (1, 2) or spec[1] <= 0:
                 raise ValueError(f"bad format ring {spec!r}")
             if not _pow2(spec[4]) or spec[5] == 0 or spec[5] > spec[4] // 2 or not _pow2(spec[6]):
                 raise ValueError("format ring capacity must be a power of two and mirror <= capacity/2")
@@ -471,7 +472,7 @@ cdef class ShmWriter(NativeSink):
             s.desc.offset = fmt_offs[i][0]
             s.desc.size = fmt_offs[i][1]
             s.desc.user_id = spec[0]
-            s.desc.generation = 1
+            s.desc.generation = 0 if len(spec) == 8 and not spec[7] else 1   # 0: a spare ring (assign_format)
             s.ring = <rtms_pcm_ring*>(self._base + s.desc.offset)
             s.ring.frame_bytes = f_fb
             s.ring.capacity = f_cap
@@ -490,7 +491,7 @@ cdef class ShmWriter(NativeSink):
             s.mirror = f_mirror
             s.fb = f_fb
             s.user_id = spec[0]
-            s.generation = 1
+            s.generation = s.desc.generation
             r += 1
         cdef _RecSlot* rs
         for k in range(_MAX_REC_KINDS):
@@ -961,7 +962,7 @@ cdef class ShmWriter(NativeSink):
             return False
         cdef _PcmSlot* s = &self._fmt[k]
         cdef Py_ssize_t n = data.shape[0]
-        if n < <Py_ssize_t>s.fb or <uint64_t>n > s.cap * s.fb or n % <Py_ssize_t>s.fb:
+        if s.generation == 0 or n < <Py_ssize_t>s.fb or <uint64_t>n > s.cap * s.fb or n % <Py_ssize_t>s.fb:
             return False
         cdef uint8_t* dst = self._pcm_reserve_at(s, index, <uint64_t>n // s.fb, n)
         if dst == NULL:
@@ -974,6 +975,28 @@ cdef class ShmWriter(NativeSink):
         cdef int64_t ts = self._origin_ms + <int64_t>(index * 1000 // s.ring.rate) if self._origin_set else 0
         self._pcm_commit(ts, n, NULL, 0)
         return True
+
+    def assign_format(self, int k, uint32_t user_id):
+        """Give format ring ``k`` to the source ``user_id`` (a participant), starting it afresh.
+
+        Its generation grows, so readers of a previous source see it change (like participant rings).
+        """
+        if self._base == NULL or not (0 <= k < self._n_fmt):
+            raise IndexError(f"no format ring {k}")
+        cdef _PcmSlot* s = &self._fmt[k]
+        _desc_begin(s.desc)
+        s.generation += 1
+        s.user_id = user_id
+        s.has_data = False
+        s.desc.user_id = user_id
+        s.desc.generation = s.generation
+        s.ring.gap_first = s.gap_count
+        rtms_store_relaxed_u64(&s.ring.write_index, 0)
+        rtms_store_relaxed_u64(&s.ring.start_index, 0)
+        rtms_store_relaxed_u64(&s.ring.claim_index, 0)
+        s.write = 0
+        _desc_end(s.desc)
+        self._hdr.table_seq += 1
 
     @property
     def format_count(self) -> int:

@@ -477,8 +477,9 @@ class StreamReader:
         return self.audio(0)
 
     def formats(self) -> list[AudioReader]:
-        """Readers of every format ring (1.1): a source converted to a configured rate/format/channels."""
-        return [AudioReader(self, r) for r in self.rings() if r.kind == KIND_AUDIO_FORMAT and r.ring_type == RING_PCM]
+        """Readers of every format ring in use (1.1): a source (0 = mixed, or a participant) converted
+        to a configured rate/format/channels."""
+        return [AudioReader(self, r) for r in self.rings() if r.kind == KIND_AUDIO_FORMAT and r.ring_type == RING_PCM and r.generation != 0]
 
     def audio_format(self, rate: int | None = None, sample_format: str | None = None, channels: int | None = None,
                      user_id: int = 0) -> AudioReader:

@@ -149,8 +149,9 @@ class AudioSettings:
     mix_exclude: tuple[str, ...] = ()
     #: scale of the computed mix before saturating (1.0 = plain saturating sum).
     mix_gain: float = 1.0
-    #: consumer formats of the mixed stream, "rate:int16|float32:channels" (8000-48000 Hz, 1 or 2),
-    #: each produced once (soxr) into its own shared-memory format ring.
+    #: consumer formats, "[mixed:|each:]rate:int16|float32:channels" (8000-48000 Hz, 1 or 2): of the
+    #: mixed stream (default) or of every participant ("each:"), each produced once (soxr) into its
+    #: own shared-memory format ring.
     formats: tuple[str, ...] = ()
     #: decode G.711 as mu-law instead of A-law.
     g711_ulaw: bool = False

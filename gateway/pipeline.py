@@ -36,7 +36,7 @@ import numpy as np
 from .audio import MIXED, AudioConfig, AudioEngine, AudioFormat
 from .protocol import AudioParams, Codec, MediaMessage, MediaParams, WebhookEvent, params_to_wire
 
-__all__ = ["EngineSink", "engine_sink_factory", "format_plan", "parse_format", "pcm_params_for"]
+__all__ = ["EngineSink", "engine_sink_factory", "format_plan", "parse_format", "parse_format_spec", "pcm_params_for"]
 
 log = logging.getLogger("gateway.pipeline")
 
@@ -45,12 +45,23 @@ def pcm_params_for(params: AudioParams) -> AudioParams:
     return dataclasses.replace(params, codec=Codec.L16)
 
 
-def parse_format(spec: str) -> AudioFormat:
-    """``"16000:float32:1"`` (rate, ``int16``/``float32``, channels) -> :class:`AudioFormat` (ValueError if bad)."""
+def parse_format_spec(spec: str) -> tuple[str, AudioFormat]:
+    """``"[mixed:|each:]16000:float32:1"`` -> (``"mixed"`` or ``"each"``, format); ValueError if bad.
+
+    ``mixed`` (the default) converts the mixed stream; ``each`` converts every participant's stream.
+    """
     parts = [p.strip() for p in spec.split(":")]
-    if len(parts) != 3 or not parts[0].isdigit() or not parts[2].isdigit():
-        raise ValueError(f"audio format {spec!r} is not 'rate:int16|float32:channels' (e.g. '16000:float32:1')")
-    return AudioFormat(int(parts[0]), parts[1], int(parts[2]))
+    source = "mixed"
+    if len(parts) == 4:
+        source = parts.pop(0)
+    if source not in ("mixed", "each") or len(parts) != 3 or not parts[0].isdigit() or not parts[2].isdigit():
+        raise ValueError(f"audio format {spec!r} is not '[mixed:|each:]rate:int16|float32:channels' (e.g. 'each:16000:float32:1')")
+    return source, AudioFormat(int(parts[0]), parts[1], int(parts[2]))
+
+
+def parse_format(spec: str) -> AudioFormat:
+    """The :class:`AudioFormat` of a format spec (see :func:`parse_format_spec`; ValueError if bad)."""
+    return parse_format_spec(spec)[1]
 
 
 class _FormatRing:
@@ -83,6 +94,10 @@ class EngineSink:
     media clock origin to the engine's on the first write (both then index samples identically)
     and hands gap runs over as cached zero bytes. ``formats`` are produced from the mixed stream,
     once each, into the publisher's format rings ``0..len(formats)-1`` (same order).
+    ``participant_formats`` are produced for each participant as it first appears, into the next
+    free group of the publisher's spare format rings (``participant_groups`` of them, laid out as
+    :class:`~gateway.shm.ShmPublisher` documents); participants beyond that get none (counted in
+    ``stats()["audio_formats_skipped"]``).
 
     **Idle flush.** The engine publishes a window once a newer packet closes it; when audio stops
     (pause, nobody speaking in multi-stream mode, the stream's end) nothing would close the last
@@ -92,7 +107,7 @@ class EngineSink:
     """
 
     def __init__(self, publisher: Any, params: AudioParams, config: AudioConfig | None = None, *, formats: Sequence[AudioFormat] = (),
-                 idle_flush_ms: int = 100) -> None:
+                 participant_formats: Sequence[AudioFormat] = (), participant_groups: int = 0, idle_flush_ms: int = 100) -> None:
         self.publisher = publisher
         self.engine = AudioEngine(self, params, config)
         self._origin_set = publisher.origin_ms is not None
@@ -108,6 +123,11 @@ class EngineSink:
         self.publish_event = publisher.publish_event
         for k, fmt in enumerate(formats):
             self.engine.add_format(fmt, _FormatRing(publisher, k, fmt), MIXED)
+        self._pformats = list(participant_formats)
+        self._pformat_base = len(formats)
+        self._free_groups = list(range(participant_groups)) if self._pformats else []
+        self._seen_users: set[int] = set()
+        self.formats_skipped = 0
         self._idle_s = idle_flush_ms / 1000.0
         self._seen_packets = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -178,9 +198,28 @@ class EngineSink:
     def write_participant(self, user_id: int, sample_index: int, pcm: np.ndarray, gap: bool) -> None:
         if not self._origin_set:
             self._start_clock()
+        if user_id not in self._seen_users:
+            self._new_participant(user_id)
         self.publisher.write_pcm(user_id, sample_index, self._bytes(pcm, gap), gap)
         if user_id not in self._named and not gap:
             self._name(user_id)
+
+    def _new_participant(self, user_id: int) -> None:
+        """First output of a participant: its formats start here (the engine pushes this piece to them too)."""
+        self._seen_users.add(user_id)
+        if not self._pformats:
+            return
+        if not self._free_groups:
+            self.formats_skipped += 1
+            if self.formats_skipped == 1:
+                log.warning("stream %s: no spare format rings left for participant %d (raise shm max_participants)",
+                            getattr(self.publisher, "stream_id", "?"), user_id)
+            return
+        group = self._free_groups.pop(0)
+        for j, fmt in enumerate(self._pformats):
+            k = self._pformat_base + group * len(self._pformats) + j
+            self.publisher.assign_format(k, user_id)
+            self.engine.add_format(fmt, _FormatRing(self.publisher, k, fmt), user_id)
 
     def _name(self, user_id: int) -> None:
         """Give the participant's ring its display name (once; the engine knows it from the packets)."""
@@ -198,7 +237,7 @@ class EngineSink:
 
     def stats(self) -> dict[str, Any]:
         """The engine's counters (under ``audio_engine``; metrics ignore keys they do not know)."""
-        return {"audio_engine": self.engine.stats.as_dict()}
+        return {"audio_engine": self.engine.stats.as_dict(), "audio_formats_skipped": self.formats_skipped}
 
     def close(self) -> None:
         """Publish what the reorder window still holds (and the resamplers' tails), then end the stream."""
@@ -243,7 +282,9 @@ def engine_sink_factory(config: Any, params: MediaParams, directory: Callable[[]
         mix_gain=a.mix_gain,
         g711_ulaw=a.g711_ulaw,
     )
-    formats = format_plan(parse_format(f) for f in a.formats)
+    specs = [parse_format_spec(f) for f in a.formats]
+    formats = format_plan(f for src, f in specs if src == "mixed")
+    participant_formats = format_plan(f for src, f in specs if src == "each")
     pcm = pcm_params_for(audio)
 
     def make(event: WebhookEvent) -> EngineSink:
@@ -254,9 +295,12 @@ def engine_sink_factory(config: Any, params: MediaParams, directory: Callable[[]
             "audio_engine": {"reorder_ms": a.reorder_ms, "mix_exclude": sorted(engine_config.mix_exclude)},
             "audio_wire": params_to_wire(audio),
         }
-        pub = ShmPublisher(event.stream_id or "", directory(), audio=pcm, video=params.video, deskshare=params.deskshare, info=info, formats=formats)
+        shm_dir = directory()
+        pub = ShmPublisher(event.stream_id or "", shm_dir, audio=pcm, video=params.video, deskshare=params.deskshare, info=info,
+                           formats=formats, participant_formats=participant_formats)
         try:
-            return EngineSink(pub, audio, engine_config, formats=formats)
+            return EngineSink(pub, audio, engine_config, formats=formats, participant_formats=participant_formats,
+                              participant_groups=shm_dir.config.max_participants)
         except BaseException:
             pub.close()
             raise

@@ -218,9 +218,9 @@ class _Plan:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def _format_rings(config: ShmConfig, formats: Sequence[Any]) -> list[tuple[int, int, int, int, int, int, int]]:
-    """Native specs of format rings: (source 0 = mixed, rate, channels, sample format code, capacity, mirror, gaps)."""
-    specs = []
+def _format_rings(config: ShmConfig, formats: Sequence[Any], assigned: bool = True) -> list[tuple[int, ...]]:
+    """Native specs of format rings: (source 0 = mixed, rate, channels, sample format code, capacity, mirror, gaps, assigned)."""
+    specs: list[tuple[int, ...]] = []
     for f in formats:
         rate, channels = int(f.rate_hz), int(f.channels)
         code = {"int16": 0, "float32": 1}.get(f.sample_format)
@@ -228,18 +228,21 @@ def _format_rings(config: ShmConfig, formats: Sequence[Any]) -> list[tuple[int, 
             raise ValueError(f"format ring sample format {f.sample_format!r} is not 'int16' or 'float32'")
         cap = _pow2_at_least(math.ceil(rate * config.audio_seconds))
         mirror = max(1, min(rate * config.audio_mirror_ms // 1000, cap // 2))
-        specs.append((0, rate, channels, code, cap, mirror, _pow2_at_least(cap // max(1, rate // 50) + 2)))
+        specs.append((0, rate, channels, code, cap, mirror, _pow2_at_least(cap // max(1, rate // 50) + 2), int(assigned)))
     return specs
 
 
 def _plan(stream_id: str, config: ShmConfig, audio: AudioParams | None, video: VideoParams | None,
-          deskshare: DeskshareParams | None, info: Mapping[str, Any] | None, formats: Sequence[Any] = ()) -> _Plan:
+          deskshare: DeskshareParams | None, info: Mapping[str, Any] | None, formats: Sequence[Any] = (),
+          participant_formats: Sequence[Any] = ()) -> _Plan:
     plan = _Plan(info={"stream_id": stream_id, **(info or {})})
     kw = plan.kwargs
     kw["event_bytes"] = _pow2_at_least(config.event_bytes)
-    if formats:
-        kw["formats"] = _format_rings(config, formats)
+    if formats or participant_formats:
+        spare = _format_rings(config, participant_formats, assigned=False) * config.max_participants
+        kw["formats"] = _format_rings(config, formats) + spare
         plan.info["formats"] = [{"user_id": 0, "rate": f.rate_hz, "sample_format": f.sample_format, "channels": f.channels} for f in formats]
+        plan.info["participant_formats"] = [{"rate": f.rate_hz, "sample_format": f.sample_format, "channels": f.channels} for f in participant_formats]
     if audio is not None:
         plan.info["audio"] = params_to_wire(audio)
         rate, channels = audio.rate_hz, int(audio.channel)
@@ -270,7 +273,10 @@ class ShmPublisher(_native.ShmWriter):
     The native listener calls its C methods directly; the Python listener calls ``on_audio`` and
     friends; ``formats`` (objects with ``rate_hz``, ``sample_format`` ``"int16"|"float32"`` and
     ``channels``, e.g. :class:`gateway.audio.AudioFormat`) add format rings of the mixed stream,
-    written with ``write_format(k, index, bytes, gap)`` in that order (gateway.pipeline does); the session calls :meth:`publish_event` for participant/session events and
+    written with ``write_format(k, index, bytes, gap)`` in that order (gateway.pipeline does);
+    ``participant_formats`` add ``max_participants`` spare groups of rings (indices after the mixed
+    formats, group ``g`` ring ``j`` at ``len(formats) + g * len(participant_formats) + j``) that
+    ``assign_format(k, user_id)`` gives to a participant; the session calls :meth:`publish_event` for participant/session events and
     :meth:`close` when the stream ends (the segment name is unlinked; readers already attached
     drain what is left and then see the stream ended).
     """
@@ -287,6 +293,7 @@ class ShmPublisher(_native.ShmWriter):
         info: Mapping[str, Any] | None = None,
         origin_ms: int | None = None,
         formats: Sequence[Any] = (),
+        participant_formats: Sequence[Any] = (),
     ) -> None:
         self.config = config or (directory.config if directory is not None else ShmConfig())
         self.stream_id = stream_id
@@ -298,7 +305,7 @@ class ShmPublisher(_native.ShmWriter):
             else f"{self.config.prefix}.{os.getpid()}.{start_ticks}.s{id(self):x}"
         )
         self.path = os.path.join(self.config.shm_dir, self.segment)
-        plan = _plan(stream_id, self.config, audio, video, deskshare, info, formats)
+        plan = _plan(stream_id, self.config, audio, video, deskshare, info, formats, participant_formats)
         fd = _create(self.config, self.segment)
         try:
             self._open(fd, stream_id.encode(), orjson.dumps(plan.info), created_unix_ns=time.time_ns(), **plan.kwargs)

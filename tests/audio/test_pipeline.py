@@ -14,7 +14,7 @@ from gateway.app import Gateway
 from gateway.audio import AudioConfig, AudioFormat
 from gateway.config import AudioSettings, PublishConfig, config_from_mapping
 from gateway.errors import ConfigError
-from gateway.pipeline import EngineSink, format_plan, parse_format, pcm_params_for
+from gateway.pipeline import EngineSink, format_plan, parse_format, parse_format_spec, pcm_params_for
 from gateway.protocol import (
     AudioParams,
     Codec,
@@ -108,7 +108,9 @@ def test_zoom_mixed_stream_passes_through_into_ring_zero(directory: ShmDirectory
 
 def test_format_specs() -> None:
     assert parse_format("48000:float32:2") == AudioFormat(48000, "float32", 2)
-    for bad in ("16000:float32", "16k:float32:1", "16000:float64:1", "96000:int16:1", "16000:int16:3"):
+    assert parse_format_spec("each:16000:int16:1") == ("each", AudioFormat(16000, "int16", 1))
+    assert parse_format_spec("mixed:16000:int16:1") == parse_format_spec("16000:int16:1") == ("mixed", AudioFormat(16000, "int16", 1))
+    for bad in ("16000:float32", "16k:float32:1", "16000:float64:1", "96000:int16:1", "16000:int16:3", "all:16000:int16:1"):
         with pytest.raises(ValueError):
             parse_format(bad)
     assert format_plan([parse_format("16000:int16:1"), parse_format("16000:int16:1")]) == [AudioFormat(16000, "int16", 1)]
@@ -147,3 +149,26 @@ def test_app_picks_the_engine_or_the_native_fast_path(tmp_path: object, engine: 
     finally:
         sink.close()
         gw._shm().close()
+
+
+def test_each_participant_gets_its_format_rings_until_the_spares_run_out(directory: ShmDirectory) -> None:
+    params = AudioParams(data_opt=DataOption.AUDIO_MULTI_STREAMS)
+    content = MeetingContent(3, seed=7, late_join_ms=None, leave_ms=None)
+    each = [AudioFormat(16000, "float32", 1), AudioFormat(8000, "int16", 1)]
+    config = ShmConfig(prefix=directory.config.prefix, max_participants=3)  # rings for all three, formats for two
+    pub = ShmPublisher("s-each", directory, config=config, audio=params, participant_formats=each)
+    sink = EngineSink(pub, params, AudioConfig(), participant_formats=each, participant_groups=2)
+    for uid, name, ts, payload in meeting_packets(content, params, 0, 6000):
+        sink.on_audio(uid, name, ts, memoryview(payload))
+    with client.attach("s-each", prefix=directory.config.prefix) as s:
+        sink.close()
+        owners = sorted({f.user_id for f in s.formats()})
+        assert len(owners) == 2 and sink.stats()["audio_formats_skipped"] == 1  # third speaker: no spare left
+        for uid in owners:
+            start, pcm, gap = read_all(s.audio(uid))
+            f_start, f32, f_gap = read_all(s.audio_format(16000, "float32", 1, user_id=uid))
+            assert f_start == start
+            np.testing.assert_array_equal(f32, pcm.astype(np.float32) / 32768.0)
+            np.testing.assert_array_equal(f_gap, gap)
+            r8 = s.audio_format(8000, "int16", 1, user_id=uid)
+            assert r8.start_index == start // 2 and r8.write_index >= (start + len(pcm)) // 2 - 200

@@ -10,7 +10,7 @@ saves what it read. Then, against the simulator's known content and its record o
 * every sample no delivered packet covered -- silent turns and each dropped packet -- is a marked
   gap, at exactly that packet's samples; duplicates add no sample; reordered packets land in place;
 * the mixed ring is the saturating sum of the participants, gap where nobody had audio;
-* the 16 kHz float32 format ring is the mix scaled to +-1.0; the 48 kHz float32 ring keeps each
+* the 16 kHz float32 format rings are the mix and each participant scaled to +-1.0; the 48 kHz float32 ring keeps each
   tone's frequency and level (SNR against the analytic 48 kHz signal asserted > 60 dB; 84.6 dB measured);
 * G.711 end to end: each ring holds exactly the A-law decode of the simulator's encoding;
 * Opus 48 kHz stereo end to end: gaps exactly per packet, each speaker's tone at >= 30 dB SNR.
@@ -144,7 +144,7 @@ async def test_three_speakers_faults_mix_and_formats_reach_a_consumer_exactly(si
         f.swap = {(u, t0 + t) for u, t in chosen["swap"]}
         f.delay = {(u, t0 + t): 2 for u, t in chosen["delay2"]}
 
-    settings = AudioSettings(formats=("16000:float32:1", "48000:float32:1"))
+    settings = AudioSettings(formats=("16000:float32:1", "48000:float32:1", "each:16000:float32:1"))
     stream, npz, stats = await run_meeting(sim_factory, tmp_path, content, {"data_opt": 2}, settings, faults)
     sent = stream.sent
     assert len(sent.audio_dropped) == 4 and len(sent.audio_duplicated) == 2 and len(sent.audio_reordered) == 3
@@ -202,6 +202,11 @@ async def test_three_speakers_faults_mix_and_formats_reach_a_consumer_exactly(si
     mix_data, mix_gap = mixed.window(a, b)
     np.testing.assert_array_equal(d16, mix_data.astype(np.float32) / 32768.0)
     np.testing.assert_array_equal(g16, mix_gap)
+    for uid, ring in rings.items():  # every participant as 16 kHz float32 too, from its own first frame
+        fr = Ring(npz, f"fmt_{uid}_16000_float32_1")
+        assert fr.first == ring.first and fr.end == ring.end and fr.lost == 0
+        np.testing.assert_array_equal(fr.data, ring.data.astype(np.float32) / 32768.0)
+        np.testing.assert_array_equal(fr.gap, ring.gap)
     # 48 kHz float32: frequencies and levels kept (against the analytic 48 kHz mix)
     f48 = Ring(npz, "fmt_0_48000_float32_1")
     assert f48.data.dtype == np.float32 and f48.lost == 0 and f48.first == 3 * a

@@ -62,3 +62,25 @@ def test_bad_format_specs_are_refused(make_pub) -> None:
         w._open(-1, b"s", b"", formats=[(0, 16000, 3, 1, 1024, 256, 64)])  # 3 channels
     with pytest.raises(ValueError):
         w._open(-1, b"s", b"", formats=[(0, 16000, 1, 1, 1000, 256, 64)])  # capacity not a power of two
+
+
+def test_spare_format_rings_are_assigned_to_participants(make_pub) -> None:
+    pub = make_pub("stream-2", formats=FORMATS[:1], participant_formats=FORMATS[:1], max_participants=2)
+    assert pub.format_count == 3  # one mixed + two spare groups of one ring
+    pub.set_origin(0)
+    assert not pub.write_format(1, 0, np.zeros(64, np.uint8))  # spare: refused until assigned
+    with client.attach("stream-2", prefix=pub.config.prefix) as s:
+        assert [r.user_id for r in s.formats()] == [0]
+        pub.assign_format(2, 4242)
+        assert pub.write_format(2, 10, np.full(16, 0.5, np.float32).view(np.uint8))
+        r = s.audio_format(user_id=4242)
+        arr, cursor, _, _ = r.read_since(0)
+        assert (r.start_index, cursor) == (10, 26) and (arr == 0.5).all()
+        pub.assign_format(2, 77)  # recycled: the old reader sees the change
+        with pytest.raises(client.StreamEnded):
+            r.read_since(0)
+        assert [f.user_id for f in s.formats()] == [0, 77] and s.audio_format(user_id=77).write_index == 0
+        assert s.info["participant_formats"] == [{"rate": 16000, "sample_format": "float32", "channels": 1}]
+        with pytest.raises(IndexError):
+            pub.assign_format(3, 1)
+    pub.close()
