@@ -8,6 +8,8 @@
 * Timestamps come from the meeting's media clock: audio frame index ``(ts_ms - origin_ms) * rate /
   1000`` (exactly the shared-memory ring index), video ``(ts_ms - origin_ms) * 90``, each plus a
   random per-SSRC offset (RFC 3550 5.1). Every stream and kind has its own SSRC and sequence.
+  Once the origin is known, an RTCP sender report goes to the RTCP port (RTP + 1) about every
+  second of media, mapping RTP time to the RTMS wall clock so receivers can sync audio and video.
 * Sockets are bound to ``udp.bind`` (127.0.0.1 by default) and send to ``udp.host`` on ports
   from ``udp.base_port`` upwards (audio, video, share: RTP port, RTCP port + 1, each stream
   taking the next free even ports). ``<sdp_dir>/<stream>.sdp`` tells ffmpeg/GStreamer where to
@@ -35,6 +37,7 @@ __all__ = ["RtpSender", "StreamPorts", "UdpConfig", "h264_payloads", "rtp_header
 
 RTP_VERSION = 2
 H264_CLOCK = 90_000
+NTP_UNIX_OFFSET = 2_208_988_800  # seconds from 1900 (NTP) to 1970 (Unix)
 PT_PCMA, PT_G722 = 8, 9
 PT_AUDIO_DYNAMIC, PT_VIDEO, PT_SHARE = 96, 97, 98
 _FU_A = 28
@@ -118,6 +121,10 @@ class RtpSender:
         self.packets = 0
         self.bytes = 0
         self.send_errors = 0
+        #: RTMS (Unix) ms of media time 0; with it, sender reports map RTP time to wall time (lip sync).
+        self.origin_ms: int | None = None
+        self.reports = 0
+        self._last_report_ts: int | None = None
 
     def send(self, payload: bytes, media_ts: int, marker: bool) -> None:
         """One packet; ``media_ts`` in this stream's clock units from the media-clock origin."""
@@ -130,6 +137,24 @@ class RtpSender:
             return
         self.packets += 1
         self.bytes += len(pkt)
+        if self.origin_ms is not None and (self._last_report_ts is None or media_ts - self._last_report_ts >= self.clock_rate):
+            self._send_report(media_ts)
+
+    def _send_report(self, media_ts: int) -> None:
+        """RTCP sender report (RFC 3550 6.4.1) to the RTCP port (RTP port + 1), about once a second
+        of media: NTP time of ``media_ts`` on the meeting's clock, so receivers line audio up with video."""
+        assert self.origin_ms is not None
+        self._last_report_ts = media_ts
+        unix_s = (self.origin_ms + media_ts * 1000 / self.clock_rate) / 1000.0
+        ntp = int((unix_s + NTP_UNIX_OFFSET) * (1 << 32))
+        report = struct.pack("!BBHIIIIII", RTP_VERSION << 6, 200, 6, self.ssrc, (ntp >> 32) & 0xFFFFFFFF, ntp & 0xFFFFFFFF,
+                             (self.ts_offset + media_ts) & 0xFFFFFFFF, self.packets & 0xFFFFFFFF, self.bytes & 0xFFFFFFFF)
+        try:
+            self.sock.sendto(report, (self.dest[0], self.dest[1] + 1))
+        except OSError:
+            self.send_errors += 1
+            return
+        self.reports += 1
 
     def send_access_unit(self, data: bytes, nals: list[tuple[int, int]], media_ts: int) -> int:
         """An H.264 access unit as RFC 6184 packets, marker on the last; returns the packet count."""
@@ -143,7 +168,7 @@ class RtpSender:
         self.sock.close()
 
     def stats(self) -> dict[str, int]:
-        return {"packets": self.packets, "bytes": self.bytes, "send_errors": self.send_errors}
+        return {"packets": self.packets, "bytes": self.bytes, "send_errors": self.send_errors, "sender_reports": self.reports}
 
 
 class AudioRtp:

@@ -754,11 +754,13 @@ class MediaFollower:
 
     def _media_origin(self, ts: int) -> int:
         origin = self.reader.origin_ms
-        if origin is not None:
-            return origin
-        if self._video_origin is None:
-            self._video_origin = ts
-        return self._video_origin
+        if origin is None:
+            if self._video_origin is None:
+                self._video_origin = ts
+            origin = self._video_origin
+        for sender in self.video_rtp.values():
+            sender.origin_ms = origin
+        return origin
 
     def _unit(self, kind: str, unit: AccessUnit) -> None:
         codec = self._codecs.get(kind, int(Codec.H264))
@@ -785,6 +787,7 @@ class MediaFollower:
             recs, _, lost = self._raw_audio.read_since()
             self.lost_audio_frames += lost
             origin = self.reader.origin_ms
+            self.audio_rtp.sender.origin_ms = origin
             n = 0
             for r in recs:
                 if r.user_id != self.udp_cfg.audio_user:
@@ -805,6 +808,8 @@ class MediaFollower:
             self._audio_reader = None
             return 0
         self.lost_audio_frames += lost
+        if self.audio_rtp.sender.origin_ms is None:
+            self.audio_rtp.sender.origin_ms = self.reader.origin_ms
         if len(pcm):
             frames = pcm.shape[0]
             chunk = np.array(pcm, copy=True)

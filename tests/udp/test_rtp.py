@@ -188,3 +188,33 @@ def test_config_validation() -> None:
     with pytest.raises(ConfigError):
         UdpConfig(kinds=("chat",))
     assert UdpConfig().bind == "127.0.0.1" and not UdpConfig().enabled
+
+
+def test_sender_reports_map_rtp_time_to_the_rtms_wall_clock() -> None:
+    for _ in range(100):
+        rtp = _receiver()
+        port = rtp.getsockname()[1]
+        rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            rtcp.bind(("127.0.0.1", port + 1))
+            break
+        except OSError:
+            rtp.close()
+            rtcp.close()
+    rtcp.settimeout(5)
+    sender = RtpSender(96, 16000, rtp.getsockname())
+    sender.origin_ms = 1_738_392_033_000
+    for k in range(101):  # 2 s of 20 ms packets: reports at media time 0, 1 s and 2 s
+        sender.send(b"\x00" * 640, k * 320, False)
+    reports = [rtcp.recv(2048) for _ in range(3)]
+    rtp.close()
+    rtcp.close()
+    sender.close()
+    assert sender.reports == 3
+    for k, r in enumerate(reports):
+        b0, pt, length, ssrc, ntp_hi, ntp_lo, ts, count, _octets = struct.unpack("!BBHIIIIII", r)
+        assert (b0 >> 6, pt, length, ssrc) == (2, 200, 6, sender.ssrc)
+        assert (ts - sender.ts_offset) & 0xFFFFFFFF == k * 16000
+        unix = ntp_hi + ntp_lo / 2**32 - 2_208_988_800
+        assert abs(unix - (1_738_392_033 + k)) < 1e-3
+        assert count == 1 + 50 * k
