@@ -79,7 +79,7 @@ class VideoConfig:
     #: bytes of the decoded-frame ring (a 1280x720 RGB picture is 2.7 MB).
     decoded_ring_bytes: int = 32 * 1024 * 1024
     #: how often the follower thread reads new frames (ms); it never touches the audio path.
-    follow_interval_ms: int = 10
+    follow_interval_ms: int = 20
 
     def __post_init__(self) -> None:
         if self.pixel_format not in PIXEL_FORMATS:
@@ -738,6 +738,8 @@ class MediaFollower:
     def _poll(self) -> int:
         done = 0
         for kind, frames_reader in self._frames.items():
+            if frames_reader.write_seq == frames_reader.cursor:
+                continue  # nothing new: the common case, kept to one shared-memory load
             frames, _, lost = frames_reader.read_since()
             self.lost_frames += lost
             for f in frames:
@@ -802,6 +804,8 @@ class MediaFollower:
                 self._audio_reader = self.reader.audio(self.udp_cfg.audio_user)
             except KeyError:
                 return 0
+        if self._audio_reader.write_index == self._audio_reader.cursor:
+            return 0
         try:
             pcm, end, lost, _gaps = self._audio_reader.read_since()
         except StreamEnded:  # the ring was given to another participant: find ours again
