@@ -33,6 +33,7 @@ STREAM_COUNTERS: tuple[tuple[str, str, str | None, str], ...] = (
     ("media_reconnects", "rtms_reconnects", "socket", "media"),
     ("keepalives_answered", "rtms_keepalives_answered", "socket", "all"),
     ("transcripts", "rtms_transcripts", None, ""),
+    ("audio_engine", "rtms_audio_engine", "counter", "all"),
 )
 METRIC_HELP: dict[str, tuple[str, str | None]] = {
     "rtms_media_frames": ("Media messages received, by kind", "kind"),
@@ -44,6 +45,7 @@ METRIC_HELP: dict[str, tuple[str, str | None]] = {
     "rtms_reconnects": ("Reconnections: whole stream (signaling + media) or one media socket", "socket"),
     "rtms_keepalives_answered": ("Keep-alive requests answered, by socket", "socket"),
     "rtms_transcripts": ("Transcript utterances received", None),
+    "rtms_audio_engine": ("Audio engine counters ([audio] engine): packets, frames, duplicates, reorders, late_packets, gap_frames, decode_errors, ...", "counter"),
 }
 
 LATENCY_BUCKETS = (50e-6, 100e-6, 200e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 20e-3, 50e-3, 0.1, 0.5, 1.0)
