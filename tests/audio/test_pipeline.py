@@ -172,3 +172,12 @@ def test_each_participant_gets_its_format_rings_until_the_spares_run_out(directo
             np.testing.assert_array_equal(f_gap, gap)
             r8 = s.audio_format(8000, "int16", 1, user_id=uid)
             assert r8.start_index == start // 2 and r8.write_index >= (start + len(pcm)) // 2 - 200
+
+
+def test_engine_counters_reach_prometheus() -> None:
+    gw = Gateway(make_config())
+    gw.metrics.retired.add({"audio_engine": {"duplicates": 2, "reorders": 3, "gap_frames": 640}})
+    text = gw.metrics.render().decode()
+    for line in ('rtms_audio_engine_total{counter="duplicates"} 2.0', 'rtms_audio_engine_total{counter="reorders"} 3.0',
+                 'rtms_audio_engine_total{counter="gap_frames"} 640.0'):
+        assert line in text
