@@ -326,8 +326,10 @@ async def run_probe(contender: str, meetings: int, *, speakers: int = 3, seconds
                 if all(_drained(s) for s in streams):
                     break
                 await asyncio.sleep(0.05)
-            await asyncio.sleep(0.5 if contender != "gateway" else 1.0)
             probe.sent_audio, probe.sent_transcripts = driver.frames_sent, driver.transcripts_sent
+            await _wait_delivered(proc, probe.sent_audio + probe.sent_transcripts, command)
+            if contender.startswith("gateway"):
+                await asyncio.sleep(0.3)  # the engine publishes its reorder window after 100 ms idle
             await command("stop")
             probe.report = json.loads(await _expect(proc, 30.0, "{"))
             probe.ok = True
@@ -343,6 +345,22 @@ async def run_probe(contender: str, meetings: int, *, speakers: int = 3, seconds
         f = probe.figures()
         progress.show(f"{label} {'ok' if probe.ok else 'FAILED ' + probe.error}: {f['msgs_per_s']} msgs/s, p99 {f['p99_us']} us, lost {f['lost']}")
     return probe
+
+
+async def _wait_delivered(proc: asyncio.subprocess.Process, sent: int, command: Any, limit_s: float = 10.0) -> None:
+    """Until the contender has received everything sent, or its count stops moving for 1.5 s."""
+    deadline = time.monotonic() + limit_s
+    last, still_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        await command("count")
+        got = int((await _expect(proc, 5.0, "count ")).split()[1])
+        if got >= sent:
+            return
+        if got != last:
+            last, still_since = got, time.monotonic()
+        elif time.monotonic() - still_since > 1.5:
+            return
+        await asyncio.sleep(0.1)
 
 
 def _ready(stream: Any) -> bool:
@@ -542,6 +560,23 @@ def over_capacity(result: dict[str, Any]) -> list[str]:
             if "skipped" not in f and f.get("meetings") != table_n and f.get("lost") not in (0, None)]
 
 
+SDK_REQUIREMENT = "rtms==1.1.0"
+
+
+def ensure_sdk() -> str | None:
+    """Install Zoom's SDK into this interpreter's environment if it is missing; None when importable."""
+    import importlib.util
+    import subprocess
+
+    if importlib.util.find_spec("rtms") is not None:
+        return None
+    print(f"gateway bench: Zoom's SDK is not installed; installing it (pip install {SDK_REQUIREMENT})", file=sys.stderr)
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", SDK_REQUIREMENT], check=False)
+    if done.returncode != 0:
+        return f"could not install {SDK_REQUIREMENT} (pip exit status {done.returncode})"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gateway bench", description="End-to-end comparison: the gateway, Zoom's SDK, a plain asyncio client, bare picows.")
     parser.add_argument("--contenders", default=",".join(CONTENDERS), help=f"comma-separated subset of {','.join(CONTENDERS)}")
@@ -575,6 +610,8 @@ def main(argv: list[str] | None = None) -> int:
         plan.capacity = False
     if args.no_flat_out:
         plan.flat_out_meetings = 0
+    if "sdk" in plan.contenders and (problem := ensure_sdk()):
+        print(f"gateway bench: {problem}; the sdk contender will report the failure", file=sys.stderr)
     from .app import run_coroutine
 
     progress = Progress(not args.quiet)

@@ -75,12 +75,12 @@ async def signaling_loop(payload: dict[str, Any], cid: str, secret: str, rec: Re
 async def main_async() -> dict[str, Any]:
     init = read_init()
     rec = Recorder()
+    serve_commands(rec)  # from the start, so that an orchestrator gone during the joins ends us too
     loop = asyncio.get_running_loop()
     joined = [loop.create_future() for _ in init["streams"]]
     tasks = [asyncio.create_task(signaling_loop(s["payload"], init["client_id"], init["client_secret"], rec, f)) for s, f in zip(init["streams"], joined, strict=True)]
     await asyncio.gather(*joined)
     say("joined")
-    serve_commands(rec)
     await asyncio.get_running_loop().run_in_executor(None, rec.stopped.wait)
     failed = sum(1 for t in tasks if t.done() and t.exception() is not None)
     return rec.report(contender="asyncio", failed_streams=failed)

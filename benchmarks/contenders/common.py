@@ -115,8 +115,12 @@ def read_init() -> dict[str, Any]:
     return json.loads(sys.stdin.readline())
 
 
-def serve_commands(rec: Recorder, on_command: Any = None) -> threading.Thread:
-    """A thread applying ``measure`` / ``end`` / ``stop`` from stdin to ``rec`` (and ``on_command``)."""
+def serve_commands(rec: Recorder, on_command: Any = None, counter: Any = None) -> threading.Thread:
+    """A thread applying ``measure`` / ``end`` / ``count`` / ``stop`` from stdin to ``rec`` (and ``on_command``).
+
+    ``count`` answers ``count N``: messages received so far (``on_command`` answers it instead
+    when ``counter`` is given), so the orchestrator can wait until everything sent has arrived.
+    """
 
     def run() -> None:
         cmd = ""
@@ -126,12 +130,16 @@ def serve_commands(rec: Recorder, on_command: Any = None) -> threading.Thread:
                 rec.begin()
             elif cmd == "end":
                 rec.end()
+            if cmd == "count" and counter is None:
+                say(f"count {rec.audio_total + rec.transcripts_total}")
             if on_command is not None:
                 on_command(cmd)
             if cmd == "stop":
                 break
-        if cmd != "stop" and on_command is not None:  # the orchestrator went away: stop as if told to
-            on_command("stop")
+        if cmd != "stop":  # the orchestrator went away: stop as if told to, and leave for sure soon after
+            if on_command is not None:
+                on_command("stop")
+            threading.Timer(10.0, os._exit, (3,)).start()
         rec.stopped.set()
 
     t = threading.Thread(target=run, name="bench-commands", daemon=True)
@@ -146,5 +154,8 @@ def say(line: str) -> None:
 
 def finish(report: dict[str, Any]) -> None:
     """Print the report and leave at once (some clients never shut down cleanly: OFFICIAL_CLIENT.md 9b)."""
-    say(json.dumps(report))
+    try:
+        say(json.dumps(report))
+    except BrokenPipeError:  # the orchestrator is gone
+        os._exit(3)
     os._exit(0)

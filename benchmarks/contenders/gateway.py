@@ -195,12 +195,6 @@ async def gateway_main() -> dict[str, Any]:
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     assert consumer.stdin is not None and consumer.stdout is not None
-    for s in streams:
-        gw.on_webhook(protocol.parse_webhook(s["webhook"]))
-    line = await loop.run_in_executor(None, consumer.stdout.readline)
-    if line.strip() != "attached":
-        raise RuntimeError(f"consumer did not attach: {line!r}")
-    say("joined")
 
     async def frames_now() -> int:
         return sum(sum(int(v) for v in e.session.stats().get("frames", {}).values()) for e in list(gw.streams.values()))
@@ -210,10 +204,20 @@ async def gateway_main() -> dict[str, Any]:
     def forward(cmd: str) -> None:
         if cmd in ("measure", "end"):  # messages the gateway read off its sockets in the window
             window[cmd] = asyncio.run_coroutine_threadsafe(frames_now(), loop).result(5)
+        elif cmd == "count":
+            say(f"count {asyncio.run_coroutine_threadsafe(frames_now(), loop).result(5)}")
+            return
         consumer.stdin.write(cmd + "\n")  # type: ignore[union-attr]
         consumer.stdin.flush()  # type: ignore[union-attr]
 
-    serve_commands(rec, forward)
+    serve_commands(rec, forward, counter=frames_now)
+    for s in streams:
+        gw.on_webhook(protocol.parse_webhook(s["webhook"]))
+    line = await loop.run_in_executor(None, consumer.stdout.readline)
+    if line.strip() != "attached":
+        raise RuntimeError(f"consumer did not attach: {line!r}")
+    say("joined")
+
     while not await loop.run_in_executor(None, rec.stopped.wait, 0.5):
         forward("poll")  # the consumer counts the non-probe streams every 0.5 s (rings hold 8 s)
     out = await loop.run_in_executor(None, consumer.stdout.read)

@@ -27,6 +27,7 @@ def main() -> None:
     import rtms  # after the credentials are in the environment (the SDK reads them there)
 
     rec = Recorder()
+    serve_commands(rec)  # from the start, so that an orchestrator gone during the joins ends us too
     streams = init["streams"]
     threads = max(1, min(8, math.ceil(len(streams) / 25)))
     pool = rtms.EventLoopPool(threads=threads, poll_interval=POLL_INTERVAL_S)
@@ -53,7 +54,6 @@ def main() -> None:
     runner = threading.Thread(target=pool.run, name="rtms-pool-main", daemon=True)
     runner.start()
     say("joined")
-    serve_commands(rec)
     rec.stopped.wait()
     finish(rec.report(contender="sdk", pool_threads=threads, poll_interval_ms=POLL_INTERVAL_S * 1000, left=len(left)))
 

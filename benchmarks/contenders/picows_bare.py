@@ -77,6 +77,7 @@ async def join(stream: dict[str, Any], cid: str, secret: str, rec: Recorder) -> 
 async def main_async() -> dict[str, Any]:
     init = read_init()
     rec = Recorder()
+    serve_commands(rec)  # from the start, so that an orchestrator gone during the joins ends us too
     sem = asyncio.Semaphore(64)
 
     async def one(s: dict[str, Any]) -> list[WSTransport]:
@@ -85,7 +86,6 @@ async def main_async() -> dict[str, Any]:
 
     transports = await asyncio.gather(*(one(s["payload"]) for s in init["streams"]))
     say("joined")
-    serve_commands(rec)
     await asyncio.get_running_loop().run_in_executor(None, rec.stopped.wait)
     report = rec.report(contender="picows", sockets=sum(len(t) for t in transports))
     return report
