@@ -444,6 +444,8 @@ class Soak:
                 "last": round(self.rss[-1][1] / (1 << 20), 1) if self.rss else None,
                 "samples": len(self.rss),
                 "slope_mib_per_min_after_warmup": round(slope, 3),
+                # about 20 points across the run: (seconds, MiB)
+                "series": [(round(t), round(v / (1 << 20), 1)) for t, v in self.rss[:: max(1, len(self.rss) // 20)]],
             },
             "fds": {"before": len(fds0), "after": len(fds1), "sockets_before": socks0, "sockets_after": socks1, "new": new_fds[:10]},
             "tasks_left": [repr(t) for t in tasks_left][:5],
