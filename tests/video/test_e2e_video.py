@@ -17,10 +17,11 @@ from dataclasses import replace
 from typing import Any
 
 import av
+import pytest
 
 from gateway import client, events
 from gateway.app import Gateway
-from gateway.config import PublishConfig, SessionsConfig
+from gateway.config import AudioSettings, PublishConfig, SessionsConfig
 from gateway.sim.content import read_frame_counter
 from gateway.video import NAL_PPS, NAL_SPS, VideoConfig, iter_nals, parse_decoded
 from tests.gateway.conftest import wait_for
@@ -29,23 +30,27 @@ from tests.gateway.test_app_fakes import CLIENT_SECRET, WEBHOOK_SECRET, make_con
 FPS = 10
 
 
-def _config(shm_dir: str, prefix: str, **video: Any) -> Any:
+def _config(shm_dir: str, prefix: str, engine: bool = True, **video: Any) -> Any:
     sessions = SessionsConfig(
         media_kinds=("audio", "video", "deskshare", "transcript", "chat"),
         media_params={"audio": {"data_opt": 1}, "video": {"codec": 7, "fps": FPS, "resolution": 1},
                       "deskshare": {"codec": 5, "fps": 1, "resolution": 1}},
     )
     config = make_config(sessions=sessions)
-    return replace(config, publish=PublishConfig(shm=True, shm_dir=shm_dir, shm_prefix=prefix), video=VideoConfig(**video))
+    return replace(config, publish=PublishConfig(shm=True, shm_dir=shm_dir, shm_prefix=prefix), video=VideoConfig(**video),
+                   audio=AudioSettings(engine=engine))
 
 
 def _nal_types(data: bytes) -> list[int]:
     return [data[s] & 0x1F for s, _ in iter_nals(data)]
 
 
-async def test_video_share_text_and_decoded_frames_end_to_end(sim_factory: Any, tmp_path: Any, prefix: str) -> None:
+@pytest.mark.parametrize("engine", [True, False], ids=["audio_engine", "native_sink"])
+async def test_video_share_text_and_decoded_frames_end_to_end(sim_factory: Any, tmp_path: Any, prefix: str, engine: bool) -> None:
+    """Both sinks the app builds: the audio engine in front of the publisher (Python path for
+    video and text) and the publisher alone (the native listener writes straight into the rings)."""
     shm_dir = str(tmp_path)
-    gw = Gateway(_config(shm_dir, prefix, decode=True, decode_queue=64))
+    gw = Gateway(_config(shm_dir, prefix, engine, decode=True, decode_queue=64))
     await gw.start()
     sim = await sim_factory(client_id="client-id-1", client_secret=CLIENT_SECRET, webhook_secret=WEBHOOK_SECRET, webhook_url=gw.webhook_url)
     readers: list[client.StreamReader] = []
@@ -131,6 +136,10 @@ async def test_video_share_text_and_decoded_frames_end_to_end(sim_factory: Any, 
     sent_tr = stream.sent.transcripts
     assert [t.text for t in transcripts] == [t["text"] for t in sent_tr]
     assert [t.timestamp for t in transcripts] == [started + t["start_ms"] for t in sent_tr]
+    if engine:  # the Python path keeps Zoom's start/end times and language (the native path stores the text)
+        assert [(t.start_time, t.end_time, t.language) for t in transcripts] == [
+            (started + t["start_ms"], started + t["end_ms"], t["language"]) for t in sent_tr]
+    assert all(t.end_index == (t.end_time - origin) * 16 for t in transcripts if t.end_time is not None)
     assert clock is not None and clock.rate == 16000
     for t in transcripts:
         assert t.sample_index == (t.timestamp - origin) * 16000 // 1000 and t.media_ms == t.timestamp - origin
