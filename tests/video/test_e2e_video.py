@@ -13,6 +13,7 @@ and chat, through a real :class:`~gateway.app.Gateway` with ``[video] decode = t
 from __future__ import annotations
 
 import base64
+import os
 from dataclasses import replace
 from typing import Any
 
@@ -95,6 +96,8 @@ async def test_video_share_text_and_decoded_frames_end_to_end(sim_factory: Any, 
         for r in readers:
             r.close()
         await gw.close()
+    # the decoded-frame segment goes with its stream (its follower removes it, on the event loop)
+    await wait_for(lambda: not [n for n in os.listdir(shm_dir) if n.startswith(prefix + ".")], timeout_s=10)
 
     # 1. every frame byte-exact and in order; key frames flagged (IDR units carry SPS and PPS)
     sent_video = sorted((ts, uid, p) for uid, packets in stream.sent.video.items() for ts, p in packets)
