@@ -99,6 +99,9 @@ class StreamEntry:
         """Session counters, with the sink's counters filling whatever the session lacks."""
         merged = _safe_stats(self.sink)
         merged.update({k: v for k, v in _safe_stats(self.session).items() if v is not None})
+        follower = getattr(getattr(self.sink, "publisher", self.sink), "media_follower", None)  # gateway.video
+        if follower is not None:
+            merged["media_follower"] = _safe_stats(follower)
         return merged
 
     def describe(self) -> dict[str, Any]:
