@@ -979,6 +979,7 @@ def with_media_extras(factory: Callable[[Any], Any], config: Any, directory: Cal
             if callable(close):
                 close()
             raise
+        publisher.media_follower = follower  # its counters appear in /streams under "media_follower"
         follower_thread(video_cfg.follow_interval_ms).add(follower)
         return sink
 

@@ -73,6 +73,7 @@ async def test_video_share_text_and_decoded_frames_end_to_end(sim_factory: Any, 
         session = gw.streams[sid]
         await wait_for(lambda: all(session.stats()["frames"].get(k, 0) >= stream.sent.media_counts.get(k, 0)
                                    for k in ("video", "deskshare", "transcript", "chat")), timeout_s=20)
+        follower_stats = gw.status()["streams"][0]["stats"]["media_follower"]
         decoded_reader = decoded_stream.video()
         await wait_for(lambda: decoded_reader.write_seq >= stream.sent.media_counts["video"], timeout_s=30)
         origin = early.origin_ms
@@ -154,6 +155,8 @@ async def test_video_share_text_and_decoded_frames_end_to_end(sim_factory: Any, 
     assert seqs == sorted(seqs)
     kinds = {e.type for e in typed}
     assert {"participant_join", "active_speaker", "video_on"} <= kinds
+
+    assert follower_stats["video_frames"] > 0 and follower_stats["video_key_frames"] >= 1 and follower_stats["video_follower_lost"] == 0
 
     # 5. decoded pictures carry the simulator's frame numbers
     assert dec_lost == 0 and len(got_decoded) == len(sent_video)
