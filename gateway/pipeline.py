@@ -101,13 +101,14 @@ class EngineSink:
 
     **Idle flush.** The engine publishes a window once a newer packet closes it; when audio stops
     (pause, nobody speaking in multi-stream mode, the stream's end) nothing would close the last
-    one. Created inside a running event loop, the sink checks every ``idle_flush_ms`` whether any
+    one. Created inside a running event loop, the sink checks every ``idle_flush_ms`` (default: the
+    reorder window, at least 100 ms) whether any
     packet arrived since the last check and, if none did, publishes what is staged. A packet that
     arrives later for an already published time is counted late and dropped (never patched in).
     """
 
     def __init__(self, publisher: Any, params: AudioParams, config: AudioConfig | None = None, *, formats: Sequence[AudioFormat] = (),
-                 participant_formats: Sequence[AudioFormat] = (), participant_groups: int = 0, idle_flush_ms: int = 100) -> None:
+                 participant_formats: Sequence[AudioFormat] = (), participant_groups: int = 0, idle_flush_ms: int | None = None) -> None:
         self.publisher = publisher
         self.engine = AudioEngine(self, params, config)
         self._origin_set = publisher.origin_ms is not None
@@ -128,6 +129,8 @@ class EngineSink:
         self._free_groups = list(range(participant_groups)) if self._pformats else []
         self._seen_users: set[int] = set()
         self.formats_skipped = 0
+        if idle_flush_ms is None:  # never shorter than the reorder window: a stall that short is jitter
+            idle_flush_ms = max(100, self.engine.config.reorder_ms)
         self._idle_s = idle_flush_ms / 1000.0
         self._seen_packets = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -207,7 +210,7 @@ class EngineSink:
     def _new_participant(self, user_id: int) -> None:
         """First output of a participant: its formats start here (the engine pushes this piece to them too)."""
         self._seen_users.add(user_id)
-        if not self._pformats:
+        if not self._pformats or self.closed:
             return
         if not self._free_groups:
             self.formats_skipped += 1
