@@ -181,3 +181,25 @@ def test_engine_counters_reach_prometheus() -> None:
     for line in ('rtms_audio_engine_total{counter="duplicates"} 2.0', 'rtms_audio_engine_total{counter="reorders"} 3.0',
                  'rtms_audio_engine_total{counter="gap_frames"} 640.0'):
         assert line in text
+
+
+async def test_idle_flush_publishes_the_last_window_when_audio_stops(directory: ShmDirectory) -> None:
+    import asyncio
+
+    params = AudioParams(data_opt=DataOption.AUDIO_MULTI_STREAMS)
+    pub = ShmPublisher("s-idle", directory, audio=params)
+    sink = EngineSink(pub, params, AudioConfig(reorder_ms=60), idle_flush_ms=50)
+    payload = memoryview(np.full(320, 1000, np.int16).tobytes())
+    for i in range(10):  # 200 ms of one speaker, then silence (nothing more arrives)
+        sink.on_audio(16778240, "Ann", T0 + 20 * i, payload)
+    with client.attach("s-idle", prefix=directory.config.prefix) as s:
+        r = s.audio(16778240)
+        before = r.write_index
+        assert before < 3 * 320 + 10 * 320  # the reorder window still holds the tail
+        for _ in range(100):
+            if r.write_index >= 3 * 320 + 10 * 320:
+                break
+            await asyncio.sleep(0.02)
+        _, pcm, gap = read_all(r)
+        assert r.write_index == 3 * 320 + 10 * 320 and (pcm[~gap] == 1000).sum() == 3200  # all of it, once
+        sink.close()
