@@ -133,6 +133,12 @@ def _default_params(kinds: tuple[str, ...]) -> MediaParams:
     return params
 
 
+#: values of :attr:`SessionSettings.video_follow`.
+VIDEO_FOLLOW_MODES: tuple[str | None, ...] = (None, "user", "first")
+#: events the individual-video policy needs (msg 5 always asks for them with data_opt 4).
+VIDEO_POLICY_EVENTS: tuple[int, ...] = (EventType.PARTICIPANT_LEAVE, EventType.PARTICIPANT_VIDEO_ON, EventType.PARTICIPANT_VIDEO_OFF)
+
+
 @dataclass(frozen=True)
 class SessionSettings:
     """Per-stream client settings. ``client_secret`` never appears in ``repr`` or logs."""
@@ -153,7 +159,12 @@ class SessionSettings:
     reconnect_backoff_s: tuple[float, ...] = protocol.RECONNECT_BACKOFF_S
     reconnect_window_s: float = protocol.SIGNALING_RECONNECT_WINDOW_S
     media_reconnect_window_s: float = protocol.MEDIA_RECONNECT_WINDOW_S["2026"]
+    #: individual video (data_opt 4, PROTOCOL.md 2.15): the participant to subscribe to (msg 28).
     video_subscribe_user: int | None = None
+    #: follow PARTICIPANT_VIDEO_ON/OFF with data_opt 4: None (only the start subscription),
+    #: "user" (re-subscribe ``video_subscribe_user`` whenever its camera comes on) or "first"
+    #: (the first participant with video on; moves to another when that camera goes off).
+    video_follow: str | None = None
     #: handshake key for the instance id; None = the official client's choice (meeting_uuid,
     #: engagement_id for Contact Center); "product" = the product's own key (webinar_uuid, ...).
     instance_key: str | None = None
@@ -168,6 +179,10 @@ class SessionSettings:
         if not self.reconnect_backoff_s:
             raise ValueError("reconnect_backoff_s needs at least one delay")
         protocol.StatusProfile(self.status_profile)  # validates
+        if self.video_follow not in VIDEO_FOLLOW_MODES:
+            raise ValueError(f"video_follow must be one of {list(VIDEO_FOLLOW_MODES)}, got {self.video_follow!r}")
+        if self.video_follow == "user" and self.video_subscribe_user is None:
+            raise ValueError('video_follow = "user" needs video_subscribe_user')
         if self.media_params is None:
             object.__setattr__(self, "media_params", _default_params(self.media_kinds))
         elif isinstance(self.media_params, Mapping):  # wire-shaped dicts (from TOML): defaults fill the gaps
@@ -185,6 +200,12 @@ class SessionSettings:
             p = getattr(self.media_params, kind)
             setattr(out, kind, p if p is not None else protocol.PARAMS_BY_KIND[kind]())
         return out
+
+    @property
+    def individual_video(self) -> bool:
+        """Video requested with data_opt 4: nothing arrives until a msg 28 subscription succeeds."""
+        video = getattr(self.media_params, "video", None)
+        return "video" in self.media_kinds and video is not None and video.data_opt == protocol.DataOption.VIDEO_SINGLE_INDIVIDUAL_STREAM
 
 
 class _Stop(Exception):
@@ -219,6 +240,10 @@ class StreamSession:
         self.reconnects = 0
         self.media_reconnects = 0
         self.rtt_ms: float | None = None
+        #: participants whose camera is on (events 8/9/4), in the order they turned it on.
+        self.video_on: dict[int, None] = {}
+        #: the participant the individual video (data_opt 4) is subscribed to, as far as we know.
+        self.video_user: int | None = None
         self._server_urls = target.server_urls
         self._instance_key = self._handshake_key()
         self._signature = protocol.handshake_signature(settings.client_id, settings.client_secret, target.instance_id, target.stream_id)
@@ -346,7 +371,10 @@ class StreamSession:
         async with asyncio.timeout(self.settings.handshake_timeout_s):
             doc = await reply
         status = doc.get("status_code", 0)
-        return int(status) if isinstance(status, int) else -1
+        code = int(status) if isinstance(status, int) else -1
+        if self._video_status_ok(code):
+            self.video_user = user_id if subscribe else (None if self.video_user == user_id else self.video_user)
+        return code
 
     async def measure_rtt(self, rounds: int = 3) -> float:
         """Signaling round-trip time in ms (WebSocket ping/pong); also kept for :meth:`stats`."""
@@ -403,6 +431,8 @@ class StreamSession:
             "reconnects": self.reconnects,
             "media_reconnects": self.media_reconnects,
             "participants": len(self.participants),
+            "video_user": self.video_user,
+            "video_on": list(self.video_on),
             "stop_reason": self.stop_reason,
         }
 
@@ -566,11 +596,17 @@ class StreamSession:
             raise ConnectionError("signaling closed during the media handshakes")
         sig.send(protocol.build_client_ready_ack(self.target.stream_id))
         wanted = s.subscribe_events if s.subscribe_events is not None else DEFAULT_EVENTS.get(self.target.product, MEETING_EVENTS)
+        individual = s.individual_video and ("video" in plan or "all" in plan)
+        if individual:  # the follow policy and 2.15 need the camera events
+            wanted = (*wanted, *(e for e in VIDEO_POLICY_EVENTS if e not in wanted))
         events = protocol.build_event_subscription(wanted)
         if events["events"]:
             sig.send(events)
-        if s.video_subscribe_user is not None and "video" in plan:
-            sig.send(protocol.build_video_subscription(s.video_subscribe_user, True, int(time.time() * 1000)))
+        # first start: the configured user; after a reconnect: whoever was subscribed (Zoom may not
+        # repeat VIDEO_ON for cameras that stayed on, so waiting for events could leave us blind).
+        uid = self.video_user if self.video_user is not None else s.video_subscribe_user
+        if uid is not None and ("video" in plan or "all" in plan):
+            self._send_video_subscription(uid)
 
     def _media_plan(self, resp: protocol.SignalingHandshakeResponse) -> dict[str, str]:
         """Socket key (kind or ``all``) -> URL, read fresh from every msg 2 (never cached)."""
@@ -799,6 +835,7 @@ class StreamSession:
             elif mt == MsgType.STREAM_CLOSE_RESP:
                 self._emit({"type": "stream_close_response", **doc})
             elif mt == MsgType.VIDEO_SUBSCRIPTION_RESP:
+                self._on_video_subscription_resp(doc)
                 self._emit({"type": "video_subscription", **doc})
             else:
                 log.debug("stream %s: ignoring msg_type %s", self.target.stream_id, mt)
@@ -828,7 +865,55 @@ class StreamSession:
                     self.participants.pop(p.user_id, None)
             elif et == EventType.MEDIA_CONNECTION_INTERRUPTED:
                 self._on_media_interrupted(ev.raw.get("media_type"))
+            if et in VIDEO_POLICY_EVENTS:
+                self._follow_video(et, [p.user_id for p in ev.participants])
         self._emit(record)
+
+    # ------------------------------------------------------------------ individual video (2.15)
+
+    def _follow_video(self, event_type: int, user_ids: list[int]) -> None:
+        """Track cameras from events 8/9/4 and apply ``video_follow`` (data_opt 4 only)."""
+        if event_type == EventType.PARTICIPANT_VIDEO_ON:
+            for uid in user_ids:
+                self.video_on[uid] = None
+        else:  # camera off or participant left: Zoom stops the subscribed user's video (2.15)
+            for uid in user_ids:
+                self.video_on.pop(uid, None)
+            if self.video_user in user_ids:
+                self.video_user = None
+        s = self.settings
+        if not s.individual_video or s.video_follow is None:
+            return
+        if s.video_follow == "user":
+            want = s.video_subscribe_user
+            if want is not None and event_type == EventType.PARTICIPANT_VIDEO_ON and want in user_ids and self.video_user != want:
+                self._send_video_subscription(want)
+        elif self.video_user is None and self.video_on:  # "first": keep one camera subscribed while any is on
+            self._send_video_subscription(next(iter(self.video_on)))
+
+    def _send_video_subscription(self, user_id: int) -> None:
+        """Fire-and-forget msg 28 from the policy; msg 29 is checked in :meth:`_on_video_subscription_resp`."""
+        sig = self._signaling
+        if sig is None or sig.closed:
+            return
+        self.video_user = user_id
+        sig.send(protocol.build_video_subscription(user_id, True, int(time.time() * 1000)))
+
+    def _video_status_ok(self, status: Any) -> bool:
+        """0, or 44 DUPLICATE_VIDEO_SUBSCRIPTION (profile B only: that user is already ours)."""
+        if status == 0:
+            return True
+        dup = protocol.Status.DUPLICATE_VIDEO_SUBSCRIPTION
+        return self.settings.status_profile == "B" and status == protocol.status_code(dup, "B")
+
+    def _on_video_subscription_resp(self, doc: dict[str, Any]) -> None:
+        status = doc.get("status_code", 0)
+        uid = doc.get("user_id")
+        if self._video_status_ok(status):
+            return
+        log.warning("stream %s: video subscription for %s refused: status %s %s", self.target.stream_id, uid, status, doc.get("reason"))
+        if uid == self.video_user:
+            self.video_user = None
 
     def _on_media_interrupted(self, mask: Any) -> None:
         """Event 7 / msg 8 reason 14: Zoom says a media socket died; reconnect it now.
