@@ -858,6 +858,20 @@ class SimStream:
         else:
             self.signaling.send_raw(data)
 
+    def set_camera(self, user_id: int, on: bool) -> None:
+        """Turn a participant's camera on or off now: PARTICIPANT_VIDEO_ON/OFF (event 8/9) to the
+        client if it subscribed to it, with the data_opt 4 consequences (2.15: video stops)."""
+        etype = EventType.PARTICIPANT_VIDEO_ON if on else EventType.PARTICIPANT_VIDEO_OFF
+        fields_: dict[str, Any] = {"participants": [{"user_id": int(user_id)}]}
+        self._track_event(etype, fields_)
+        if self.signaling is None or not self.signaling.alive:
+            return
+        if self.cfg.filter_events_by_subscription and etype not in self.client.subscriptions:
+            return
+        msg = protocol.build_event(etype, now_ms(), **(_stringify_ids(fields_) if self.cfg.user_id_as_string else fields_))
+        self._send_sig(msg)
+        self.sent.events.append(msg["event"])
+
     def reject_next_signaling(self, status: Status | int) -> None:
         self.faults.reject_signaling.append(self._code(status))
 
