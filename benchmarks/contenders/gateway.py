@@ -140,6 +140,9 @@ def consumer_main(prefix: str, streams: int, speakers: int) -> None:
         "transcripts_total": sum(sc.transcripts for sc in counters),
         "lost_overrun": sum(sc.lost for sc in counters),
         "gap_packets": sum(sc.gap_samples for sc in counters) / PACKET,
+        "ring_dropped_packets": sum(a.stats()["dropped_packets"] for sc in counters for a in sc.audio.values()),
+        "ring_trimmed_frames": sum(a.stats()["trimmed_frames"] for sc in counters for a in sc.audio.values()),
+        "stream_drops": sum(sum(sc.reader.drops().values()) for sc in counters),
         "cpu_s": round(cpu1 - cpu0, 4), "rss_kb": rss_kb(),
         "wire_latency": summarize_ns(lat),
     })
@@ -232,7 +235,7 @@ async def gateway_main() -> dict[str, Any]:
         "audio_total": cons["audio_total"], "transcripts_total": cons["transcripts_total"],
         "window_s": report["window_s"], "cpu_s": report["cpu_s"], "rss_kb": report["rss_kb"], "rss_before_kb": report["rss_before_kb"],
         "window_msgs": window_msgs, "msgs_per_s": round(window_msgs / max(1e-9, report["window_s"]), 1),
-        "consumer": {k: cons[k] for k in ("cpu_s", "rss_kb", "lost_overrun", "gap_packets", "probes", "streams")},
+        "consumer": {k: cons[k] for k in ("cpu_s", "rss_kb", "lost_overrun", "gap_packets", "ring_dropped_packets", "ring_trimmed_frames", "stream_drops", "probes", "streams")},
         "gateway_drops": drops,
         "wire_latency": cons["wire_latency"],
     }
