@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .errors import ConfigError, ProtocolError
-from .protocol import MEDIA_KINDS, MediaParams, StatusProfile, negotiate_media_params
+from .protocol import MEDIA_KINDS, DataOption, MediaParams, StatusProfile, negotiate_media_params
 from .udp import UdpConfig
 from .video import VideoConfig
 
@@ -103,6 +103,12 @@ class SessionsConfig:
     ca_file: str = ""
     #: raw ``media_params`` per kind as sent in msg 3 (empty = the raw protocol's defaults).
     media_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: individual video (needs ``media_params.video.data_opt = 4``): participant to subscribe to
+    #: (msg 28) at start; 0 = none.
+    video_subscribe_user: int = 0
+    #: "" (no following), "user" (re-subscribe video_subscribe_user whenever its camera comes on)
+    #: or "first" (the first participant with video on; moves on when that camera goes off).
+    video_follow: str = ""
 
     def build_media_params(self) -> MediaParams:
         """The params to request, checked against the documented matrix, defaults filled."""
@@ -240,7 +246,17 @@ class GatewayConfig:
                 raise ConfigError(f"sessions.media_params.{kind}: unknown media kind")
             if not isinstance(params, Mapping):
                 raise ConfigError(f"sessions.media_params.{kind} must be a table")
-        q.build_media_params()
+        params = q.build_media_params()
+        if q.video_follow not in ("", "user", "first"):
+            raise ConfigError(f'sessions.video_follow must be "", "user" or "first", got {q.video_follow!r}')
+        if not 0 <= q.video_subscribe_user < 1 << 32:
+            raise ConfigError(f"sessions.video_subscribe_user must be a uint32 user id (0 = none), got {q.video_subscribe_user}")
+        if q.video_follow == "user" and not q.video_subscribe_user:
+            raise ConfigError('sessions.video_follow = "user" needs sessions.video_subscribe_user')
+        individual = "video" in q.media_kinds and params.video is not None and params.video.data_opt == DataOption.VIDEO_SINGLE_INDIVIDUAL_STREAM
+        for key, on in (("video_follow", bool(q.video_follow)), ("video_subscribe_user", bool(q.video_subscribe_user))):
+            if on and not individual:
+                raise ConfigError(f"sessions.{key} needs video in media_kinds and sessions.media_params.video.data_opt = 4")
         p = self.publish
         if not p.shm_prefix or "/" in p.shm_prefix or len(p.shm_prefix) > 32:
             raise ConfigError(f"publish.shm_prefix must be 1-32 characters without '/', got {p.shm_prefix!r}")
