@@ -17,6 +17,7 @@ only. Dispatch is synchronous and cheap, so the webhook is answered before any s
 from __future__ import annotations
 
 import asyncio
+import hmac
 import inspect
 import logging
 import ssl
@@ -30,7 +31,7 @@ import orjson
 from aiohttp import web
 
 from .config import GatewayConfig
-from .errors import ConfigError, WebhookError
+from .errors import ConfigError, GatewayError, WebhookError
 from .metrics import CONTENT_TYPE, GatewayMetrics
 from .protocol import WebhookEvent, WebhookKind
 from .stats_sink import StatsSink
@@ -186,6 +187,8 @@ class Gateway:
                     buffer_data=cfg.sessions.buffer_data,
                     handshake_timeout_s=cfg.sessions.handshake_timeout_s,
                     max_frame_bytes=cfg.sessions.max_frame_bytes,
+                    video_subscribe_user=cfg.sessions.video_subscribe_user or None,
+                    video_follow=cfg.sessions.video_follow or None,
                 )
             return StreamSession(StreamTarget.from_webhook(event), settings, sink=sink, on_event=on_event)
 
@@ -441,6 +444,8 @@ class Gateway:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/streams", self._streams)
+        if self.config.control.operator_token:  # never an open route: only behind the operator token
+            app.router.add_post("/streams/{stream_id}/video", self._video_subscription)
         for hook in self.route_hooks:
             hook(app)
         return app
@@ -455,6 +460,39 @@ class Gateway:
 
     async def _streams(self, request: web.Request) -> web.Response:
         return web.Response(body=orjson.dumps(self.status(), default=str), content_type="application/json")
+
+    async def _video_subscription(self, request: web.Request) -> web.Response:
+        """``POST /streams/{id}/video`` ``{"user_id": N, "subscribe": bool}``: msg 28, answers msg 29's status.
+
+        401 without the operator token, 404 unknown stream, 409 not opened with video data_opt 4
+        (or no signaling now), 400 bad body, 504 no msg 29 in time.
+        """
+        expected = f"Bearer {self.config.control.operator_token.reveal()}".encode()
+        if not hmac.compare_digest(request.headers.get("Authorization", "").encode(), expected):
+            return _json({"error": "unauthorized", "message": "operator token required"}, 401, {"WWW-Authenticate": 'Bearer realm="gateway-control"'})
+        entry = self.streams.get(request.match_info["stream_id"])
+        if entry is None:
+            return _json({"error": "unknown_stream"}, 404)
+        try:
+            doc = orjson.loads(await request.content.read(4096))
+        except orjson.JSONDecodeError:
+            doc = None
+        uid = doc.get("user_id") if isinstance(doc, dict) else None
+        subscribe = doc.get("subscribe", True) if isinstance(doc, dict) else None
+        if not isinstance(uid, int) or isinstance(uid, bool) or not 0 <= uid < 1 << 32 or not isinstance(subscribe, bool):
+            return _json({"error": "bad_body", "message": 'expected {"user_id": <uint32>, "subscribe": true|false}'}, 400)
+        session = entry.session
+        settings = getattr(session, "settings", None)
+        if not getattr(settings, "individual_video", False):
+            return _json({"error": "not_individual_video", "message": "stream not opened with video data_opt 4"}, 409)
+        try:
+            status = await session.subscribe_video(uid, subscribe)
+        except TimeoutError:
+            return _json({"error": "timeout", "message": "no VIDEO_SUBSCRIPTION_RESP in time"}, 504)
+        except (ConnectionError, GatewayError) as exc:
+            return _json({"error": "no_signaling", "message": str(exc)}, 409)
+        log.info("stream %s: video subscription %s %s -> status %s", entry.stream_id, uid, subscribe, status)
+        return _json({"user_id": uid, "subscribe": subscribe, "status_code": status, "video_user": getattr(session, "video_user", None)}, 200)
 
     def _mount_control(self) -> None:
         """Operator control routes (``[control]``), with a REST client closed at shutdown."""
@@ -555,6 +593,10 @@ class Gateway:
             await self._runner.cleanup()
             self._runner = None
             self._site = None
+
+
+def _json(doc: dict[str, Any], status: int, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(doc), status=status, content_type="application/json", headers=headers)
 
 
 def _close_quietly(sink: Any) -> None:
