@@ -121,6 +121,16 @@ def test_network_listeners_bind_to_loopback_by_default() -> None:
     assert UdpConfig().bind == "127.0.0.1"
 
 
+def test_rtp_sender_socket_is_bound_to_loopback_by_default() -> None:
+    from gateway.udp import RtpSender
+
+    sender = RtpSender(96, 16000, ("127.0.0.1", 9))
+    try:
+        assert sender.sock.getsockname()[0] == "127.0.0.1"
+    finally:
+        sender.close()
+
+
 async def test_metrics_server_really_listens_on_loopback_only() -> None:
     gw = Gateway(make_config())
     await gw.start()
