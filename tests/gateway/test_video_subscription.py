@@ -33,7 +33,7 @@ def _steady_meeting(participants: int, seed: int, product: Product) -> MeetingCo
     return MeetingContent(participants, seed=seed, product=product, late_join_ms=None, leave_ms=None)
 
 
-async def _setup(sim_factory: Any, *, token: str = "", media_params: Any = INDIVIDUAL, **sessions: Any) -> tuple[Gateway, Simulator, dict[str, StatsSink]]:
+async def _setup(sim_factory: Any, *, token: str = "", media_params: Any = INDIVIDUAL, sim: dict[str, Any] | None = None, **sessions: Any) -> tuple[Gateway, Simulator, dict[str, StatsSink]]:
     sinks: dict[str, StatsSink] = {}
 
     def sink_for(event: Any) -> StatsSink:
@@ -44,8 +44,8 @@ async def _setup(sim_factory: Any, *, token: str = "", media_params: Any = INDIV
         config = dataclasses.replace(config, control=ControlConfig(operator_token=Secret(token)))
     gw = Gateway(config.validate(), sink_factory=sink_for)
     await gw.start()
-    sim = await sim_factory(client_id="client-id-1", client_secret=CLIENT_SECRET, webhook_secret=WEBHOOK_SECRET, webhook_url=gw.webhook_url, content_factory=_steady_meeting)
-    return gw, sim, sinks
+    simulator = await sim_factory(client_id="client-id-1", client_secret=CLIENT_SECRET, webhook_secret=WEBHOOK_SECRET, webhook_url=gw.webhook_url, content_factory=_steady_meeting, **(sim or {}))
+    return gw, simulator, sinks
 
 
 def _on_from_start(content: MeetingContent) -> list[int]:
@@ -196,3 +196,22 @@ def test_config_errors_name_the_key(sessions: dict[str, Any], key: str) -> None:
 def test_config_accepts_follow_with_data_opt_4() -> None:
     cfg = config_from_mapping({**_BASE, "sessions": {"video_follow": "user", "video_subscribe_user": 7, "media_params": INDIVIDUAL}}).validate()
     assert (cfg.sessions.video_follow, cfg.sessions.video_subscribe_user) == ("user", 7)
+
+
+async def test_subscription_is_renewed_after_a_reconnect(sim_factory: Any) -> None:
+    # the app's first reconnect follows Zoom's 3 s backoff: a window (scaled) long enough for it
+    gw, sim, sinks = await _setup(sim_factory, video_follow="first", sim={"signaling_window_s": 600.0})
+    try:
+        stream, session, sink = await _started(gw, sim, sinks)
+        await wait_for(lambda: session.video_user is not None and sink.frames["video"] >= 3, timeout_s=10)
+        user = session.video_user
+        requests_before = stream.client.types().count(28)
+        stream.interrupt_signaling()
+        stream.video_subscription = None  # a server that forgot: only a new msg 28 brings video back
+        await wait_for(lambda: len(stream.client.reconnects) >= 1 and stream.video_subscription == user, timeout_s=20)
+        assert stream.client.types().count(28) > requests_before
+        sent = len(stream.sent.video.get(user, []))
+        await wait_for(lambda: len(stream.sent.video.get(user, [])) >= sent + 3, timeout_s=10)
+        assert session.video_user == user
+    finally:
+        await gw.close()
