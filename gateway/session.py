@@ -39,7 +39,10 @@ Usage (the app does this per ``*.rtms_started``; ``on_event`` gets typed dicts w
 Handshake answers: on the first connection every non-zero status ends this stream with a
 :class:`~gateway.errors.HandshakeError` naming the code (no retries; other streams are
 untouched). During reconnects, duplicate-connection and internal-exception codes are retried
-(the server may not have noticed the old socket yet); any other code ends the stream.
+(the server may not have noticed the old socket yet), and so is a media handshake refused with
+INVALID_RTMS_STREAM_ID (the server has not yet tied the new signaling socket to the stream); any
+other code ends the stream. Backoff sleeps go through the ``sleep`` constructor argument
+(default ``asyncio.sleep``) and windows through ``loop_time``, so tests can drive both.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -224,12 +227,15 @@ class StreamSession:
         on_event: Callable[[dict[str, Any]], None] | None = None,
         loop_time: Callable[[], float] | None = None,
         listener_class: Callable[..., Any] | None = None,
+        sleep: Callable[[float], Awaitable[Any]] | None = None,
     ) -> None:
         self.target = target
         self.settings = settings
         self.sink = sink
         self._on_event = on_event
         self._clock = loop_time or (lambda: asyncio.get_running_loop().time())
+        #: the reconnect backoff's sleep; tests inject one that advances their ``loop_time`` clock.
+        self._sleep = sleep or asyncio.sleep
         self.state = SessionState.INACTIVE
         self.stream_state = StreamState.INACTIVE
         self.stop_reason: int | None = None
@@ -683,9 +689,18 @@ class StreamSession:
             await asyncio.gather(*(w.wait_closed(self.settings.close_timeout_s) for w in waits), return_exceptions=True)
 
     def _is_transient(self, exc: HandshakeError) -> bool:
+        """A rejection worth a retry; only asked during reconnects (the first join never retries).
+
+        A *media* handshake refused with INVALID_RTMS_STREAM_ID ("no signaling connection") right
+        after a signaling reconnect means the server has not tied the new signaling socket to the
+        stream yet (a race seen in the soak), so it is retried inside the window too.
+        """
         profile = self.settings.status_profile
         transient = (Status.DUPLICATE_SIGNAL_REQUEST, Status.DUPLICATE_MEDIA_CONNECTION, Status.ALL_CONNECTION_EXIST, Status.INTERNAL_EXCEPTION)
-        return exc.status_code in {protocol.status_code(st, profile) for st in transient}
+        if exc.status_code in {protocol.status_code(st, profile) for st in transient}:
+            return True
+        media = exc.socket is not None and exc.socket != "signaling"
+        return media and exc.status_code == protocol.status_code(Status.INVALID_STREAM_ID, profile)
 
     def _backoff(self, attempt: int) -> float:
         delays = self.settings.reconnect_backoff_s
@@ -717,7 +732,7 @@ class StreamSession:
             if self._clock() + delay > deadline:
                 await self._wait_sockets(self._close_sockets())
                 raise KeepAliveTimeout(f"stream {self.target.stream_id}: could not reconnect within {self.settings.reconnect_window_s:.0f} s ({why})")
-            await asyncio.sleep(delay)
+            await self._sleep(delay)
 
     async def _recover_media(self, key: str) -> None:
         """Reconnect one media socket to the same URL (msg 3 again, then msg 7)."""
@@ -758,7 +773,7 @@ class StreamSession:
             attempt += 1
             if self._clock() + delay > deadline:
                 raise KeepAliveTimeout(f"stream {self.target.stream_id}: media {key} did not come back within {self.settings.media_reconnect_window_s:.0f} s")
-            await asyncio.sleep(delay)
+            await self._sleep(delay)
 
     def _queue_media(self, key: str) -> None:
         if key in self._pending_media or self._stopping or self._no_reconnect:
