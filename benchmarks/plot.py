@@ -11,8 +11,9 @@ import json
 import sys
 from typing import Any
 
-COLORS = {"gateway": "tab:blue", "sdk": "tab:red", "asyncio": "tab:orange", "picows": "tab:gray"}
-LABELS = {"gateway": "gateway (+ shm consumer wake-up)", "sdk": "Zoom rtms SDK (EventLoopPool, poll 1 ms)",
+COLORS = {"gateway": "tab:blue", "gateway_engine": "tab:purple", "sdk": "tab:red", "asyncio": "tab:orange", "picows": "tab:gray"}
+LABELS = {"gateway": "gateway, native path (+ shm consumer wake-up)", "gateway_engine": "gateway, audio engine (60 ms reorder window)",
+          "sdk": "Zoom rtms SDK (EventLoopPool, poll 1 ms)",
           "asyncio": "asyncio + websockets + json + base64", "picows": "bare picows loop (ceiling)"}
 
 

@@ -208,12 +208,20 @@ class Probe:
         return bool(self.ok and self.lost == 0 and not self.sim_bound and f["p99_us"] is not None and (f["latency_n"] or 0) > 0 and f["p99_us"] < P99_LIMIT_US)
 
 
+def _allowed_cpus() -> list[int]:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return []
+
+
+#: the cores this process may use, read once: the first probe pins this process to one of them.
+ALLOWED_CPUS = _allowed_cpus()
+
+
 def _cpus() -> tuple[str | None, str | None]:
     """(simulator core, contender core) when the machine has two, else no pinning."""
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return None, None
+    cpus = ALLOWED_CPUS
     if len(cpus) < 2:
         return None, None
     return str(cpus[0]), str(cpus[1])
