@@ -64,6 +64,10 @@ class ServerConfig:
     #: serve HTTPS directly with this certificate chain and key (PEM); empty: plain HTTP behind a proxy.
     tls_cert: str = ""
     tls_key: str = ""
+    #: where live streams' targets survive a restart (gateway.state; e.g. /var/lib/rtms-gateway/streams.json); empty: off.
+    state_file: str = ""
+    #: Zoom's signaling reconnection window: restored streams with no ``rtms_interrupted`` by then are dropped.
+    state_window_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +226,8 @@ class GatewayConfig:
             raise ConfigError(f"server.replay_cache_size must be positive, got {s.replay_cache_size}")
         if s.shutdown_timeout_s <= 0:
             raise ConfigError(f"server.shutdown_timeout_s must be positive, got {s.shutdown_timeout_s}")
+        if s.state_window_s <= 0:
+            raise ConfigError(f"server.state_window_s must be positive, got {s.state_window_s}")
         if bool(s.tls_cert) != bool(s.tls_key):
             raise ConfigError("server.tls_cert and server.tls_key go together (both or neither)")
         for key, path in (("server.tls_cert", s.tls_cert), ("server.tls_key", s.tls_key), ("sessions.ca_file", self.sessions.ca_file)):
