@@ -13,12 +13,13 @@ import grp
 import itertools
 import logging
 import math
+import mmap
 import os
 import struct
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -29,7 +30,7 @@ from .protocol import AudioParams, Codec, DeskshareParams, MediaMessage, VideoPa
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ShmConfig", "ShmDirectory", "ShmPublisher", "cleanup_stale"]
+__all__ = ["RingSample", "ShmConfig", "ShmDirectory", "ShmPublisher", "cleanup_stale"]
 
 KIND_AUDIO, KIND_VIDEO, KIND_SHARE, KIND_EVENTS, KIND_AUDIO_RAW = 0, 1, 2, 3, 5
 ENC_JSON = 0x0100
@@ -267,6 +268,67 @@ def _plan(stream_id: str, config: ShmConfig, audio: AudioParams | None, video: V
     return plan
 
 
+class RingSample(NamedTuple):
+    """What the writer can tell about its own audio rings (see :meth:`ShmPublisher.ring_sample`)."""
+
+    #: RTMS timestamp (ms) of the newest committed audio, or None when none was committed since the last sample.
+    newest_audio_ms: int | None
+    #: participant PCM rings given to a participant so far (the mixed ring excluded).
+    participants_in_use: int
+    #: participant PCM rings in the segment (``max_participants``; 0 when audio is not PCM).
+    participant_slots: int
+
+
+class _RingProbe:
+    """A read-only mapping of the writer's own segment: its ring counters, read without the native writer.
+
+    The ring table is fixed when the segment is laid out, so the offsets are computed once and each
+    sample is a few numpy gathers (no per-frame work: only metrics collection calls it).
+    """
+
+    def __init__(self, path: str) -> None:
+        from .client import DESC, PCM, RING_PCM, STREAM  # the layout docs/SHM.md documents, once
+
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            self._mm: mmap.mmap | None = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+        finally:
+            os.close(fd)
+        u32 = np.frombuffer(self._mm, "<u4")
+        u64 = np.frombuffer(self._mm, "<u8", len(self._mm) // 8)
+        table, count, size = (int(u32[STREAM[k] // 4]) for k in ("ring_table_offset", "ring_count", "ring_desc_size"))
+        descs = [table + i * size for i in range(count)]
+        pcm = [d for d in descs if u32[(d + DESC["kind"]) // 4] == KIND_AUDIO and u32[(d + DESC["ring_type"]) // 4] == RING_PCM]
+        rings = [int(u64[(d + DESC["offset"]) // 8]) for d in pcm]
+        self._packets = np.array([(r + PCM["packets"]) // 8 for r in rings], np.intp)
+        self._last_ts = np.array([(r + PCM["last_timestamp_ms"]) // 8 for r in rings], np.intp)
+        self._generation = np.array([(d + DESC["generation"]) // 4 for d in pcm[1:]], np.intp)  # ring 0 is the mixed one
+        self._u32: np.ndarray | None = u32
+        self._u64: np.ndarray | None = u64
+        self._i64: np.ndarray | None = u64.view("<i8")
+        self._packets_seen = 0
+
+    def sample(self) -> RingSample:
+        assert self._u32 is not None and self._u64 is not None and self._i64 is not None
+        newest: int | None = None
+        if len(self._packets):
+            packets = int(self._u64[self._packets].sum())
+            if packets != self._packets_seen:
+                self._packets_seen = packets
+                newest = int(self._i64[self._last_ts].max())
+        in_use = int(np.count_nonzero(self._u32[self._generation])) if len(self._generation) else 0
+        return RingSample(newest, in_use, len(self._generation))
+
+    def close(self) -> None:
+        self._u32 = self._u64 = self._i64 = None  # views first: an exported buffer blocks mmap.close
+        if self._mm is not None:
+            try:
+                self._mm.close()
+            except BufferError:  # a caller still holds a view: the mapping goes with it
+                pass
+            self._mm = None
+
+
 class ShmPublisher(_native.ShmWriter):
     """One stream's shared-memory segment: a NativeSink for the native listener and a MediaSink.
 
@@ -317,6 +379,7 @@ class ShmPublisher(_native.ShmWriter):
         if origin_ms is not None:
             self.set_origin(origin_ms)
         self.closed = False
+        self._probe: _RingProbe | None = None
         self._slot = -1
         if directory is not None:
             try:
@@ -372,6 +435,21 @@ class ShmPublisher(_native.ShmWriter):
         """Frames of the mixed stream (ring of user 0)."""
         self.write_participant(0, sample_index, pcm, gap)
 
+    # -- metrics (called at collection time, never per frame) -------------------------------------
+
+    def ring_sample(self) -> RingSample | None:
+        """Newest committed audio timestamp (once per commit burst) and participant rings in use; None once closed.
+
+        The writer never waits for readers, so this is what it can honestly report: when its
+        newest audio was stamped (Zoom's media clock) and how many of the ``max_participants``
+        rings are taken (at all of them, a new speaker recycles the least recently written one).
+        """
+        if self.closed:
+            return None
+        if self._probe is None:
+            self._probe = _RingProbe(self.path)
+        return self._probe.sample()
+
     # -- lifecycle -------------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -379,6 +457,9 @@ class ShmPublisher(_native.ShmWriter):
         if self.closed:
             return
         self.closed = True
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
         self._end()
         if self.directory is not None:
             self.directory._remove(self, self._slot)
