@@ -48,7 +48,8 @@ METRIC_HELP: dict[str, tuple[str, str | None]] = {
     "rtms_audio_engine": ("Audio engine counters ([audio] engine): packets, frames, duplicates, reorders, late_packets, gap_frames, decode_errors, ...", "counter"),
 }
 
-LATENCY_BUCKETS = (50e-6, 100e-6, 200e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 20e-3, 50e-3, 0.1, 0.5, 1.0)
+#: media delay buckets: 1 ms (loopback) .. 10 s (a replayed startup buffer, a stalled stream).
+MEDIA_DELAY_BUCKETS = (1e-3, 2e-3, 5e-3, 10e-3, 20e-3, 50e-3, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
 
 def _items(value: Any, default_label: str) -> Iterator[tuple[str, float]]:
@@ -95,7 +96,9 @@ class _StreamCollector(Collector):
         lag_max = 0.0
         lag_sum = 0.0
         lag_n = 0
-        occupancy_max = 0.0
+        rings_max = 0.0
+        rings_sum = 0.0
+        rings_n = 0
         for state, stats in self._source():
             by_state[state] = by_state.get(state, 0) + 1
             _accumulate(totals, stats)
@@ -105,9 +108,12 @@ class _StreamCollector(Collector):
                 lag_max = max(lag_max, lag_s)
                 lag_sum += lag_s
                 lag_n += 1
-            occ = stats.get("ring_occupancy")
-            if isinstance(occ, (int, float)):
-                occupancy_max = max(occupancy_max, float(occ))
+            rings = stats.get("shm_participant_rings")
+            if isinstance(rings, Mapping) and rings.get("slots"):
+                ratio = min(1.0, float(rings.get("in_use", 0)) / float(rings["slots"]))
+                rings_max = max(rings_max, ratio)
+                rings_sum += ratio
+                rings_n += 1
         active = GaugeMetricFamily("rtms_sessions_active", "Streams the gateway currently owns, by session state", labels=["state"])
         for state, count in by_state.items():
             active.add_metric([state], count)
@@ -128,7 +134,16 @@ class _StreamCollector(Collector):
         lag.add_metric(["max"], lag_max)
         lag.add_metric(["mean"], lag_sum / lag_n if lag_n else 0.0)
         yield lag
-        yield GaugeMetricFamily("rtms_ring_occupancy_ratio", "Fullest ring across live streams (0..1), from sinks that report ring_occupancy in stats(); 0 when none does (the shared-memory writer never tracks readers)", value=occupancy_max)
+        rings = GaugeMetricFamily(
+            "rtms_shm_participant_rings_ratio",
+            "Participant audio rings in use / rings per segment (shm max_participants), across live shared-memory streams "
+            "with PCM audio; at 1 a new speaker takes the least recently written participant's ring. "
+            "(Ring fill by readers is not measured: the writer never waits for readers.)",
+            labels=["stat"],
+        )
+        rings.add_metric(["max"], rings_max)
+        rings.add_metric(["mean"], rings_sum / rings_n if rings_n else 0.0)
+        yield rings
 
 
 class GatewayMetrics:
@@ -146,10 +161,13 @@ class GatewayMetrics:
         self.session_events = Counter("rtms_session_events", "Events reported by sessions, by type", ["type"], registry=r)
         self.max_streams = Gauge("rtms_sessions_max", "Configured stream capacity", registry=r)
         self.concurrency = Gauge("rtms_account_concurrency", "Last concurrency notice from Zoom", ["field"], registry=r)
-        self.latency = Histogram(
-            "rtms_end_to_end_latency_seconds",
-            "Latency from media timestamp to hand-off, from session events carrying latency_s (empty until a session reports it)",
-            buckets=LATENCY_BUCKETS,
+        self.media_delay = Histogram(
+            "rtms_media_delay_seconds",
+            "Wall clock at the gateway minus Zoom's media timestamp of the newest audio committed to a stream's "
+            "shared-memory rings, sampled per stream at /metrics collection (at most every 0.1 s, only when audio "
+            "arrived since the previous sample). Includes Zoom's clock offset, the time since that packet and, with "
+            "the audio engine, its reorder window; a replayed startup buffer (buffer_data) reads seconds by design",
+            buckets=MEDIA_DELAY_BUCKETS,
             registry=r,
         )
         self.stream_start = Histogram(
