@@ -8,7 +8,11 @@
   (counted, nothing else); with new ``server_urls`` it is a server failover (``session.failover``);
 - ``rtms_started`` for a stream that already ended, with an ``event_ts`` no later than its end, is a
   late retry of the old start and is ignored (a newer one starts the stream again);
-- ``rtms_stopped`` calls ``session.stopped(reason)``; ``rtms_interrupted`` calls ``session.interrupted()``.
+- ``rtms_stopped`` calls ``session.stopped(reason)``; ``rtms_interrupted`` calls ``session.interrupted()``;
+- with ``server.state_file`` every live stream's target is kept on disk (gateway.state): a restarted
+  gateway loads them as *detached* and, on Zoom's ``rtms_interrupted`` for one, reattaches to the stored
+  ``server_urls`` (the interrupted payload has none); those not reported within ``server.state_window_s``
+  are dropped.
 
 Every session runs in its own task; whatever it raises is logged and counted against that stream
 only. Dispatch is synchronous and cheap, so the webhook is answered before any session work runs.
@@ -34,6 +38,7 @@ from .config import GatewayConfig
 from .errors import ConfigError, GatewayError, WebhookError
 from .metrics import CONTENT_TYPE, GatewayMetrics
 from .protocol import WebhookEvent, WebhookKind
+from .state import SavedStream, StreamStateStore
 from .stats_sink import StatsSink
 from .webhook import WebhookReceiver
 
@@ -46,6 +51,8 @@ SinkFactory = Callable[[WebhookEvent], Any]
 
 #: how many ended streams are remembered to recognise late duplicate rtms_started.
 ENDED_MEMORY = 10_000
+#: a stream's media delay is sampled at most this often (seconds), at metrics collection.
+MEDIA_DELAY_SAMPLE_S = 0.1
 
 
 def parser_implementation() -> str:
@@ -95,6 +102,10 @@ class StreamEntry:
     restart: WebhookEvent | None = None
     #: newest ``event_ts`` of the rtms_started webhooks seen for this stream (redeliveries repeat it).
     last_start_ts: int = 0
+    #: ``time.monotonic()`` of this stream's last media delay sample (metrics collection, at most every 0.1 s).
+    delay_sampled_at: float = 0.0
+    #: participant rings in use at the last sample (``shm_participant_rings`` in the metrics' stats).
+    shm_rings: dict[str, int] | None = None
 
     def stats(self) -> dict[str, Any]:
         """Session counters, with the sink's counters filling whatever the session lacks."""
@@ -152,6 +163,11 @@ class Gateway:
         self._ended: OrderedDict[str, int] = OrderedDict()  # stream id -> newest start event_ts it served
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
+        #: live streams' targets on disk (``server.state_file``), so a restart can reattach them.
+        self.state_store = StreamStateStore(config.server.state_file, max_entries=config.sessions.max_streams) if config.server.state_file else None
+        #: streams restored from the state file, waiting for Zoom's rtms_interrupted (no sockets yet).
+        self.detached: dict[str, SavedStream] = {}
+        self._detached_timers: dict[str, asyncio.TimerHandle] = {}
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self.port: int | None = None
@@ -259,6 +275,8 @@ class Gateway:
         if event.event_ts > 0:
             self.metrics.webhook_delay.observe(max(0.0, time.time() - event.event_ts / 1000.0))
         entry = self.streams.get(stream_id)
+        if entry is None and stream_id in self.detached:
+            return self._on_detached(event, stream_id)
         if event.kind is WebhookKind.STARTED:
             return self._on_started(event, stream_id, entry)
         if entry is None:
@@ -292,6 +310,7 @@ class Gateway:
                 log.info("duplicate rtms_started for stream %s ignored", stream_id)
                 return "duplicate"
             entry.server_urls = urls
+            self._save_target(entry.event, urls)
             entry.failovers += 1
             self.metrics.failovers.inc()
             log.warning("stream %s: server failover to %s", stream_id, urls)
@@ -338,6 +357,7 @@ class Gateway:
             raise WebhookError(f"could not create a session: {exc}", status=500, reason="session_error") from None
         entry = StreamEntry(stream_id, event, session, sink, urls, last_start_ts=event.event_ts)
         self.streams[stream_id] = entry
+        self._save_target(event, urls)
         self._ended.pop(stream_id, None)
         self.metrics.sessions_started.inc()
         entry.task = asyncio.get_running_loop().create_task(self._run(entry), name=f"stream-{stream_id}")
@@ -371,6 +391,8 @@ class Gateway:
         self._ended.move_to_end(entry.stream_id)
         while len(self._ended) > ENDED_MEMORY:
             self._ended.popitem(last=False)
+        if self.state_store is not None and entry.stream_id not in self.streams:
+            self.state_store.remove(entry.stream_id)
         _close_quietly(entry.sink)
         self._notify(entry.stream_id, {"type": "stream_ended", "outcome": outcome, "error": entry.error, "stats": entry.stats()})
         log.info("stream %s ended (%s)", entry.stream_id, outcome)
@@ -380,6 +402,59 @@ class Gateway:
                 self._admit(restart, entry.stream_id, restart.server_urls or "")
             except WebhookError as exc:
                 log.error("stream %s: restart refused: %s", entry.stream_id, exc)
+
+    # ------------------------------------------------------------------ restart state (gateway.state)
+
+    def _save_target(self, event: WebhookEvent, urls: str) -> None:
+        if self.state_store is not None:
+            self.state_store.put(SavedStream.from_webhook(event, urls))
+
+    def _restore_detached(self) -> None:
+        """Load the state file: its streams wait (detached) for Zoom's rtms_interrupted, within the window."""
+        if self.state_store is None:
+            return
+        saved = self.state_store.load()
+        if not saved:
+            return
+        loop = asyncio.get_running_loop()
+        window = self.config.server.state_window_s
+        for stream_id, target in saved.items():
+            self.detached[stream_id] = target
+            self._detached_timers[stream_id] = loop.call_later(window, self._expire_detached, stream_id)
+        log.warning("restored %d live stream(s) from %s; waiting up to %.0f s for Zoom's rtms_interrupted to reattach", len(saved), self.state_store.path, window)
+
+    def _take_detached(self, stream_id: str) -> SavedStream | None:
+        timer = self._detached_timers.pop(stream_id, None)
+        if timer is not None:
+            timer.cancel()
+        return self.detached.pop(stream_id, None)
+
+    def _expire_detached(self, stream_id: str) -> None:
+        if self._take_detached(stream_id) is not None:
+            log.warning("restored stream %s: no rtms_interrupted within %.0f s; dropped", stream_id, self.config.server.state_window_s)
+            if self.state_store is not None and stream_id not in self.streams:
+                self.state_store.remove(stream_id)
+
+    def _on_detached(self, event: WebhookEvent, stream_id: str) -> str:
+        """A webhook for a stream restored from the state file (no session yet)."""
+        saved = self._take_detached(stream_id)
+        assert saved is not None
+        if event.kind is WebhookKind.STARTED:  # a fresh start (or failover): served like any start
+            return self._on_started(event, stream_id, None)
+        if event.kind is WebhookKind.STOPPED:
+            log.info("restored stream %s stopped by Zoom (stop_reason %s) before reattaching", stream_id, event.stop_reason)
+            if self.state_store is not None:
+                self.state_store.remove(stream_id)
+            return "stopped"
+        log.warning("stream %s interrupted: reattaching after a restart to %s", stream_id, saved.server_urls)
+        try:
+            self._admit(saved.to_event(), stream_id, saved.server_urls)
+        except WebhookError:
+            if self.state_store is not None:
+                self.state_store.remove(stream_id)
+            raise
+        self.streams[stream_id].interruptions += 1
+        return "reattached"
 
     def _spawn(self, entry: StreamEntry, what: str, func: Callable[..., Any], *args: Any) -> None:
         """Run a session action (sync or async) without letting its failure leave the stream."""
@@ -411,9 +486,6 @@ class Gateway:
                 publish(doc)
             except Exception:
                 log.exception("stream %s: publishing an event failed", stream_id)
-        latency = doc.get("latency_s")
-        if isinstance(latency, (int, float)) and not isinstance(latency, bool):
-            self.metrics.latency.observe(float(latency))
         self._notify(stream_id, doc)
 
     def _notify(self, stream_id: str, doc: dict[str, Any]) -> None:
@@ -424,8 +496,39 @@ class Gateway:
                 log.exception("event listener failed")
 
     def _stream_snapshots(self) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        """Each live stream's state and stats, with its shared-memory ring sample (metrics collection only)."""
+        now = time.monotonic()
         for entry in list(self.streams.values()):
-            yield _state_name(entry.session), entry.stats()
+            stats = entry.stats()
+            self._sample_rings(entry, stats, now)
+            yield _state_name(entry.session), stats
+
+    def _sample_rings(self, entry: StreamEntry, stats: dict[str, Any], now: float) -> None:
+        """Media delay (wall clock minus Zoom's timestamp of the newest committed audio) and participant rings in use.
+
+        Read from the stream's shared-memory publisher (``ShmPublisher.ring_sample``), never per
+        frame: at most one delay observation per stream per ``MEDIA_DELAY_SAMPLE_S``.
+        """
+        publisher = entry.sink
+        for _ in range(3):  # the publisher itself, or behind the audio engine's EngineSink
+            if publisher is None or hasattr(publisher, "ring_sample"):
+                break
+            publisher = getattr(publisher, "publisher", None)
+        if publisher is None or not hasattr(publisher, "ring_sample"):
+            return
+        if now - entry.delay_sampled_at >= MEDIA_DELAY_SAMPLE_S:
+            entry.delay_sampled_at = now
+            try:
+                sample = publisher.ring_sample()
+            except Exception:
+                log.debug("stream %s: ring_sample() failed", entry.stream_id, exc_info=True)
+                sample = None
+            if sample is not None:
+                if sample.newest_audio_ms is not None and sample.newest_audio_ms > 0:
+                    self.metrics.media_delay.observe(max(0.0, time.time() - sample.newest_audio_ms / 1000.0))
+                entry.shm_rings = {"in_use": sample.participants_in_use, "slots": sample.participant_slots}
+        if entry.shm_rings is not None:
+            stats["shm_participant_rings"] = entry.shm_rings
 
     # ------------------------------------------------------------------ HTTP
 
@@ -436,6 +539,7 @@ class Gateway:
             "active": len(self.streams),
             "max_streams": self.config.sessions.max_streams,
             "closing": self._closing,
+            "detached": sorted(self.detached),
         }
 
     def build_app(self) -> web.Application:
@@ -518,6 +622,8 @@ class Gateway:
         server = self.config.server
         if self.config.control.enabled and self._control_client is None:
             self._mount_control()
+        if not self.detached:
+            self._restore_detached()
         self._runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False)
         await self._runner.setup()
         tls = None
@@ -579,6 +685,11 @@ class Gateway:
             log.info("closing %d stream(s)", len(entries))
         timeout = self.config.server.shutdown_timeout_s
         await asyncio.gather(*(self._close_entry(e, request=request, limit_s=timeout) for e in entries), return_exceptions=True)
+        for timer in self._detached_timers.values():
+            timer.cancel()
+        self._detached_timers.clear()
+        if self.state_store is not None:
+            self.state_store.flush()  # detached streams stay on disk for the next start
         for task in list(self._side_tasks):
             task.cancel()
         if self._side_tasks:
