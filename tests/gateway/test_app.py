@@ -107,7 +107,9 @@ async def test_default_sink_counts_and_session_events_feed_metrics() -> None:
         sink.on_video(7, "Ada", 0, memoryview(b"\xff\xd8" * 10))
         assert sink.stats()["participants"] == 1
         assert gw.metrics.registry.get_sample_value("rtms_session_events_total", {"type": "state"}) == 1
-        assert gw.metrics.registry.get_sample_value("rtms_end_to_end_latency_seconds_count") == 1
+        # a counting sink has no shared-memory rings: no media delay sample, and no placeholder either
+        assert gw.metrics.registry.get_sample_value("rtms_media_delay_seconds_count") == 0
+        assert gw.metrics.registry.get_sample_value("rtms_shm_participant_rings_ratio", {"stat": "max"}) == 0
         described = gw.status()["streams"][0]
         assert described["state"] == "STARTED"
         # the session's own counters win over the sink's where both exist

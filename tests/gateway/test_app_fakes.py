@@ -71,7 +71,7 @@ class FakeSession:
         if self.fail_start:
             raise ConnectionError("handshake rejected: 8 DUPLICATE_SIGNAL_REQUEST")
         self.state = SessionState.STARTED
-        self.on_event({"type": "state", "state": "STARTED", "latency_s": 0.0001})
+        self.on_event({"type": "state", "state": "STARTED"})
 
     async def wait_closed(self) -> None:
         await self._closed.wait()

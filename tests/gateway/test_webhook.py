@@ -224,7 +224,7 @@ async def test_metrics_parse_as_prometheus_text_and_hold_no_secrets(gw: Gateway)
     families = {f.name: f for f in text_string_to_metric_families(text)}
     for name in ("rtms_webhook_requests", "rtms_sessions_active", "rtms_media_frames", "rtms_media_bytes", "rtms_media_drops",
                  "rtms_media_gaps", "rtms_parse_errors", "rtms_reconnects", "rtms_keepalive_lag_seconds",
-                 "rtms_ring_occupancy_ratio", "rtms_end_to_end_latency_seconds"):
+                 "rtms_shm_participant_rings_ratio", "rtms_media_delay_seconds"):
         assert name in families, name
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
     assert samples[("rtms_webhook_requests_total", (("result", "bad_signature"),))] == 1
