@@ -15,6 +15,7 @@ import signal
 import stat
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,9 @@ import orjson
 import pytest
 from aiohttp import ClientSession
 
+from gateway import client
 from gateway.app import Gateway
-from gateway.config import SessionsConfig
+from gateway.config import PublishConfig, SessionsConfig
 from gateway.protocol import WebhookKind
 from gateway.sim.server import Simulator
 from gateway.state import SavedStream, StreamStateStore
@@ -35,6 +37,7 @@ pytestmark = pytest.mark.timeout(120, method="thread")
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_ID = "client-id-1"
+SHM_PREFIX = "rtms-restart"
 SESSIONS = {"media_kinds": ("audio", "transcript"), "media_params": {"audio": {"data_opt": 2}}}
 
 
@@ -157,12 +160,13 @@ async def test_started_and_stopped_streams_are_written_and_removed(sim_factory: 
 # ---------------------------------------------------------------------- a real crash
 
 
-def _gateway_process(tmp_path: Path, state_file: Path) -> tuple[subprocess.Popen[bytes], Path]:
-    """``gateway run`` with a state file, in its own process; returns it and its log file."""
+def _gateway_process(tmp_path: Path, state_file: Path, shm_dir: Path | None) -> tuple[subprocess.Popen[bytes], Path]:
+    """``gateway run`` with a state file (and shared memory in ``shm_dir``), in its own process; returns it and its log file."""
     toml = tmp_path / "a.toml"
+    publish = f'[publish]\nshm = true\nshm_dir = "{shm_dir}"\nshm_prefix = "{SHM_PREFIX}"\n' if shm_dir else ""
     toml.write_text(
         f'[server]\nhost = "127.0.0.1"\nport = 0\nstate_file = "{state_file}"\n'
-        '[sessions]\nmedia_kinds = ["audio", "transcript"]\n[sessions.media_params.audio]\ndata_opt = 2\n'
+        '[sessions]\nmedia_kinds = ["audio", "transcript"]\n[sessions.media_params.audio]\ndata_opt = 2\n' + publish
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ZM_RTMS_", "GATEWAY_"))}
     env.update({"ZM_RTMS_CLIENT": CLIENT_ID, "ZM_RTMS_SECRET": CLIENT_SECRET, "ZM_RTMS_WEBHOOK_SECRET": WEBHOOK_SECRET})
@@ -205,9 +209,25 @@ async def _wait_frames(http: ClientSession, port: int, stream_id: str, n: int) -
             await asyncio.sleep(0.05)
 
 
-async def test_killed_gateway_is_replaced_and_the_stream_reattaches(sim_factory: Any, tmp_path: Path) -> None:
+def _participant_rings(stream_id: str, shm_dir: Path) -> int:
+    """Participant audio rings the stream's shared-memory segment has filled in (0: not listed)."""
+    for info in client.list_streams(SHM_PREFIX, str(shm_dir)):
+        if info.stream_id == stream_id:
+            reader = client.attach(info, SHM_PREFIX, str(shm_dir))
+            try:
+                return len([r for r in reader.participants() if r.user_id])
+            finally:
+                reader.close()
+    return 0
+
+
+@pytest.mark.parametrize("shm", [False, True], ids=["counting-sink", "shared-memory"])
+async def test_killed_gateway_is_replaced_and_the_stream_reattaches(sim_factory: Any, tmp_path: Path, shm: bool) -> None:
     state_file = tmp_path / "streams.json"
-    proc, log_path = _gateway_process(tmp_path, state_file)
+    shm_dir = tmp_path / "shm" if shm else None
+    if shm_dir is not None:
+        shm_dir.mkdir()
+    proc, log_path = _gateway_process(tmp_path, state_file, shm_dir)
     gw_b: Gateway | None = None
     try:
         port_a = await _port_from_log(proc, log_path)
@@ -220,11 +240,17 @@ async def test_killed_gateway_is_replaced_and_the_stream_reattaches(sim_factory:
             await _wait_frames(http, port_a, stream.stream_id, 5)  # gateway A receives media
         assert stream.stream_id in file_streams(state_file)
         assert stream.client.signaling_accepted == 1
+        if shm_dir is not None:  # a consumer sees the stream's audio from gateway A
+            await wait_for(lambda: _participant_rings(stream.stream_id, shm_dir) >= 1, timeout_s=20)
+            (segment_a,) = [i.segment for i in client.list_streams(SHM_PREFIX, str(shm_dir))]
 
         # gateway B: same state file, new port; it restores the stream as detached (no sockets)
         sinks: dict[str, StatsSink] = {}
         config_b = make_config(sessions=SessionsConfig(**SESSIONS), state_file=str(state_file))
-        gw_b = Gateway(config_b, sink_factory=lambda ev: sinks.setdefault(ev.stream_id, StatsSink()))
+        if shm_dir is not None:  # same directory and prefix as A: B takes over A's stale directory
+            gw_b = Gateway(replace(config_b, publish=PublishConfig(shm=True, shm_dir=str(shm_dir), shm_prefix=SHM_PREFIX)))
+        else:
+            gw_b = Gateway(config_b, sink_factory=lambda ev: sinks.setdefault(ev.stream_id, StatsSink()))
         await gw_b.start()
         assert list(gw_b.detached) == [stream.stream_id] and gw_b.streams == {}
         sim.webhooks.url = gw_b.webhook_url  # Zoom's webhook endpoint now reaches B
@@ -235,7 +261,14 @@ async def test_killed_gateway_is_replaced_and_the_stream_reattaches(sim_factory:
         entry = gw_b.streams[stream.stream_id]
         assert entry.interruptions == 1 and gw_b.detached == {}
         assert entry.server_urls == started_event(stream).server_urls  # the stored URL, not the payload's
-        await wait_for(lambda: stream.stream_id in sinks and sinks[stream.stream_id].frames["audio"] >= 5, timeout_s=30)
+        await wait_for(lambda: int(entry.stats().get("frames", {}).get("audio", 0)) >= 5, timeout_s=30)
+        if shm_dir is None:
+            assert sinks[stream.stream_id].frames["audio"] >= 5
+        else:  # the consumer finds the same stream id again, its audio now written by gateway B
+            await wait_for(lambda: _participant_rings(stream.stream_id, shm_dir) >= 1, timeout_s=20)
+            ((sid, segment_b),) = [(i.stream_id, i.segment) for i in client.list_streams(SHM_PREFIX, str(shm_dir))]
+            assert sid == stream.stream_id and segment_b != segment_a and f".{proc.pid}." in segment_a  # B's segment; A's stale one is gone
+            assert not (shm_dir / segment_a).exists()
         assert stream.client.signaling_accepted == 2 and not stream.terminated
         assert gw_b.metrics.registry.get_sample_value("rtms_webhook_events_total", {"kind": "interrupted", "action": "reattached"}) == 1
         assert stream.stream_id in file_streams(state_file)
