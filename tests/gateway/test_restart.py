@@ -157,6 +157,36 @@ async def test_started_and_stopped_streams_are_written_and_removed(sim_factory: 
         await gw.close()
 
 
+@pytest.mark.parametrize("kind", [WebhookKind.STARTED, WebhookKind.STOPPED])
+async def test_started_or_stopped_for_a_restored_stream(sim_factory: Any, tmp_path: Path, kind: WebhookKind) -> None:
+    """A fresh rtms_started for a restored stream starts it normally; rtms_stopped forgets it."""
+    path = tmp_path / "s.json"
+    sim = await sim_factory(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, webhook_secret=WEBHOOK_SECRET)
+    stream = sim.create_stream(webhook=False)
+    store = StreamStateStore(path)
+    store.put(SavedStream.from_webhook(started_event(stream)))
+    assert store.flush()
+    sinks: dict[str, StatsSink] = {}
+    gw = Gateway(make_config(sessions=SessionsConfig(**SESSIONS), state_file=str(path)), sink_factory=lambda ev: sinks.setdefault(ev.stream_id, StatsSink()))
+    await gw.start()
+    try:
+        assert list(gw.detached) == [stream.stream_id]
+        sim.webhooks.url = gw.webhook_url
+        (delivery,) = await sim.webhooks.post(stream.webhook_body(kind, stop_reason=None if kind is WebhookKind.STARTED else 6))
+        assert delivery.status == 200 and gw.detached == {}
+        action = "started" if kind is WebhookKind.STARTED else "stopped"
+        assert gw.metrics.registry.get_sample_value("rtms_webhook_events_total", {"kind": kind.value, "action": action}) == 1
+        if kind is WebhookKind.STARTED:
+            await wait_for(lambda: stream.stream_id in sinks and sinks[stream.stream_id].frames["audio"] >= 3, timeout_s=20)
+            assert gw.streams[stream.stream_id].interruptions == 0
+            assert list(file_streams(path)) == [stream.stream_id]
+        else:
+            assert gw.streams == {}
+            await wait_for(lambda: file_streams(path) == {}, timeout_s=5)
+    finally:
+        await gw.close()
+
+
 # ---------------------------------------------------------------------- a real crash
 
 
