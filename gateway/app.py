@@ -689,7 +689,7 @@ class Gateway:
             timer.cancel()
         self._detached_timers.clear()
         if self.state_store is not None:
-            self.state_store.flush()  # detached streams stay on disk for the next start
+            await self.state_store.aclose()  # pending writes land; detached streams stay on disk for the next start
         for task in list(self._side_tasks):
             task.cancel()
         if self._side_tasks:
