@@ -75,6 +75,20 @@ def test_store_is_bounded_dropping_the_oldest(tmp_path: Path, caplog: pytest.Log
     assert "a will not survive a restart" in caplog.text
 
 
+async def test_write_behind_coalesces_and_ends_with_the_newest_state(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    store = StreamStateStore(path)
+    for i in range(50):  # a burst of starts and stops on the loop: written off the loop, newest wins
+        store.put(saved(f"s{i}"))
+        if i % 2:
+            store.remove(f"s{i - 1}")
+        if i % 10 == 0:
+            await asyncio.sleep(0)
+    await store.aclose()
+    assert sorted(file_streams(path)) == sorted(store.entries()) == sorted(f"s{i}" for i in range(1, 50, 2))
+    assert 1 <= store.writes < 50 and store.write_errors == 0
+
+
 @pytest.mark.parametrize(
     "content",
     [b"\x00\xffnot json", b"[1, 2]", b'{"version": 99, "streams": {}}', b'{"version": 1, "streams": []}', b""],
