@@ -637,6 +637,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     if args.plot:
+        # benchmarks/ is not installed with the package: find it next to the source tree too.
+        repo_root = str(Path(__file__).resolve().parent.parent)
+        if repo_root not in sys.path:
+            sys.path.append(repo_root)
         try:
             from benchmarks.plot import plot_scaling
         except ImportError as exc:
