@@ -8,7 +8,7 @@
 # pure twin's own validation, so the two implementations cannot disagree about odd input.
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 from libc.string cimport memcmp, memcpy
-from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC_COARSE
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_MONOTONIC_COARSE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.bytearray cimport PyByteArray_AS_STRING
 from cpython.memoryview cimport PyMemoryView_FromMemory
@@ -242,7 +242,11 @@ cdef class MediaListener(WSListener):
     cdef void _on_message(self, const uint8_t* p, Py_ssize_t n) noexcept:
         cdef MediaScan scan
         cdef int scanned
+        cdef timespec ts
         self._count_frame(n)
+        if self._nsink is not None and self._nsink.stamp_rx:
+            clock_gettime(CLOCK_MONOTONIC, &ts)     # frame-in time, published with the frame
+            self._nsink.rx_ns = <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
         if n > self.max_frame_bytes:
             self._drop(-1, DROP_TOO_LARGE)
             return

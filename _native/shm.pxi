@@ -3,7 +3,7 @@
 # gateway/client.py is the reader. The writer never waits for a reader: it publishes with release
 # stores, issues a FUTEX_WAKE only when a reader has said it sleeps, and readers detect overrun
 # from claim indices. Everything here runs on the event-loop thread (single writer).
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, INT64_MIN, UINT64_MAX
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, uint64_t, int64_t, INT64_MIN, UINT64_MAX
 from libc.string cimport memcpy, memset
 from libc.stdlib cimport malloc, realloc, free
 from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_FAILED
@@ -95,6 +95,7 @@ cdef extern from "include/rtms_shm.h" nogil:
         uint64_t events
         char stream_id[128]
         uint32_t stream_id_len
+        uint64_t waiter_repairs
 
     ctypedef struct rtms_ring_desc:
         uint64_t seq
@@ -130,6 +131,9 @@ cdef extern from "include/rtms_shm.h" nogil:
         uint64_t gap_frames
         int64_t last_timestamp_ms
         uint64_t gap_first
+        int64_t rx_ns
+        uint64_t rx_index
+        uint64_t waiter_repairs
 
     ctypedef struct rtms_gap:
         uint64_t start
@@ -151,6 +155,9 @@ cdef extern from "include/rtms_shm.h" nogil:
         uint32_t waiters
         uint64_t dropped_too_large
         uint64_t bytes_total
+        int64_t rx_ns
+        uint64_t rx_seq
+        uint64_t waiter_repairs
 
     ctypedef struct rtms_record:
         uint32_t size
@@ -172,7 +179,9 @@ cdef extern from "include/rtms_shm.h" nogil:
     void rtms_fence_release()
     void rtms_fence_seq_cst()
     void rtms_notify(uint32_t* futex, uint32_t* waiters)
-    void rtms_futex_wake_all(uint32_t* word)
+    long rtms_futex_wake_all(uint32_t* word)
+    uint32_t rtms_fetch_add_u32(uint32_t* p, int32_t d)
+    int rtms_cas_u32(uint32_t* p, uint32_t expected, uint32_t desired)
 
 DEF _PCM_HEADER = 384
 DEF _REC_HEADER = 384
@@ -180,6 +189,44 @@ DEF _STREAM_HEADER = 512
 DEF _DESC_SIZE = 128
 DEF _PAGE = 4096
 DEF _MAX_REC_KINDS = 6
+DEF _REPAIR_MIN_WAKES = 8       # empty wake-ups in a row before a waiter count is presumed stale
+
+
+cdef struct _WakeState:
+    # Writer-side memory of one futex line, to repair a waiter count left by a reader that died
+    # asleep (docs/SHM.md section 6): FUTEX_WAKE reports how many sleepers it woke; a count that
+    # stays non-zero while wake after wake finds nobody, for longer than any live reader needs to
+    # get from "I sleep" to sleeping, belongs to nobody.
+    uint32_t empty          # wake-ups in a row that woke nobody
+    int64_t since_ns        # CLOCK_MONOTONIC_COARSE of the first of them
+
+
+cdef inline void _notify(uint32_t* futex, uint32_t* waiters, _WakeState* st, uint64_t* repairs,
+                         int64_t repair_ns) noexcept nogil:
+    """rtms_notify plus the repair of stale waiter counts (never blocks, never loses a wake-up).
+
+    The count is reset with a compare-and-swap from the value read *before* the wake, so a
+    reader that registered since (or left) makes it fail; a reader that was in its "registered,
+    not yet asleep" window finds the futex word bumped by this wake and does not sleep. A negative
+    count (a repaired reader came back and decremented) is set to zero at once.
+    """
+    cdef uint32_t seen = rtms_load_acquire_u32(waiters)
+    cdef int64_t now
+    if seen == 0:
+        st.empty = 0
+        return
+    rtms_fetch_add_u32(futex, 1)
+    if rtms_futex_wake_all(futex) > 0:
+        st.empty = 0
+        return
+    now = _monotonic_ns()
+    if st.empty == 0:
+        st.since_ns = now
+    st.empty += 1
+    if <int32_t>seen < 0 or (st.empty >= _REPAIR_MIN_WAKES and now - st.since_ns >= repair_ns):
+        if rtms_cas_u32(waiters, seen, 0):
+            repairs[0] += 1
+        st.empty = 0
 
 
 cdef inline uint64_t _align(uint64_t n, uint64_t a) noexcept nogil:
@@ -206,6 +253,7 @@ cdef struct _PcmSlot:
     uint32_t generation
     bint has_data
     bint name_set
+    _WakeState wake
 
 
 cdef struct _RecSlot:
@@ -219,6 +267,7 @@ cdef struct _RecSlot:
     uint64_t pos
     uint64_t max_record
     uint32_t codec
+    _WakeState wake
 
 
 cdef inline void _desc_begin(rtms_ring_desc* d) noexcept nogil:
@@ -279,6 +328,8 @@ cdef class ShmWriter(NativeSink):
     cdef uint32_t _pend_flags
     cdef uint8_t* _scratch
     cdef size_t _scratch_size
+    cdef _WakeState _hdr_wake
+    cdef int64_t _repair_ns
 
     def __cinit__(self, *args, **kwargs):
         self._base = NULL
@@ -290,6 +341,8 @@ cdef class ShmWriter(NativeSink):
         self._pend_rec = -1
         self._origin_set = False
         self._origin_ms = 0
+        self._repair_ns = 2000000000
+        self.stamp_rx = True           # the listener stamps each frame's receive time (rx_ns)
         cdef int i
         for i in range(_MAX_REC_KINDS):
             self._has_rec[i] = False
@@ -552,6 +605,10 @@ cdef class ShmWriter(NativeSink):
         """Unmap (readers keep their own mappings; the name is unlinked by the Python side)."""
         self._unmap()
 
+    def set_waiter_repair(self, double seconds):
+        """How long wake-ups must find nobody before a waiter count is reset (docs/SHM.md 6)."""
+        self._repair_ns = <int64_t>(seconds * 1e9)
+
     @property
     def is_open(self) -> bool:
         return self._base != NULL
@@ -717,6 +774,8 @@ cdef class ShmWriter(NativeSink):
         cdef uint64_t start = self._pend_start
         cdef uint64_t p, over, m
         cdef bint is_gap = self._pend_is_gap
+        cdef int64_t rx_ns = self.rx_ns
+        self.rx_ns = 0                         # a later write the listener did not stamp is "unknown"
         self._pend_kind = -1
         self._pend_is_gap = False
         if frames <= self._pend_trim:
@@ -763,8 +822,12 @@ cdef class ShmWriter(NativeSink):
             s.name_set = True
         s.has_data = True
         s.write = start + frames
+        rtms_store_relaxed_u64(&s.ring.rx_index, UINT64_MAX)   # seqlock over rx_ns (rtms_pcm_rx_ns)
+        rtms_fence_release()
+        s.ring.rx_ns = rx_ns
+        rtms_store_release_u64(&s.ring.rx_index, s.write)
         rtms_store_release_u64(&s.ring.write_index, s.write)
-        self._published(&s.ring.futex, &s.ring.waiters)
+        self._published(&s.ring.futex, &s.ring.waiters, &s.wake, &s.ring.waiter_repairs)
         return 0
 
     cdef void _set_name(self, rtms_ring_desc* d, const char* name, Py_ssize_t n) noexcept:
@@ -776,12 +839,13 @@ cdef class ShmWriter(NativeSink):
         _desc_end(d)
         self._hdr.table_seq += 1
 
-    cdef inline void _published(self, uint32_t* futex, uint32_t* waiters) noexcept:
+    cdef inline void _published(self, uint32_t* futex, uint32_t* waiters, _WakeState* wake,
+                                uint64_t* repairs) noexcept:
         # Wake-up protocol: index stored (release) -> full fence -> read the waiter counts.
         rtms_store_release_u64(&self._hdr.commit_seq, self._hdr.commit_seq + 1)
         rtms_fence_seq_cst()
-        rtms_notify(futex, waiters)
-        rtms_notify(&self._hdr.futex, &self._hdr.waiters)
+        _notify(futex, waiters, wake, repairs, self._repair_ns)
+        _notify(&self._hdr.futex, &self._hdr.waiters, &self._hdr_wake, &self._hdr.waiter_repairs, self._repair_ns)
 
     # ------------------------------------------------------------------ record rings
 
@@ -813,6 +877,8 @@ cdef class ShmWriter(NativeSink):
     cdef int _rec_commit(self, uint32_t flags, uint32_t user_id, int64_t timestamp, Py_ssize_t nbytes) except -1:
         cdef _RecSlot* rs = &self._rec[self._pend_rec]
         self._pend_kind = -1
+        cdef int64_t rx_ns = self.rx_ns
+        self.rx_ns = 0
         cdef uint64_t pos = self._pend_pos
         cdef rtms_record* rec = <rtms_record*>(rs.data + (pos & rs.mask))
         rec.size = <uint32_t>nbytes
@@ -829,8 +895,12 @@ cdef class ShmWriter(NativeSink):
         rs.pos = pos + _align(RTMS_RECORD_ALIGN + nbytes, RTMS_RECORD_ALIGN)
         rs.ring.bytes_total += nbytes
         rtms_store_relaxed_u64(&rs.ring.write_pos, rs.pos)
+        rtms_store_relaxed_u64(&rs.ring.rx_seq, UINT64_MAX)    # seqlock over rx_ns (rtms_record_rx_ns)
+        rtms_fence_release()
+        rs.ring.rx_ns = rx_ns
+        rtms_store_release_u64(&rs.ring.rx_seq, rs.seq)
         rtms_store_release_u64(&rs.ring.write_seq, rs.seq)
-        self._published(&rs.ring.futex, &rs.ring.waiters)
+        self._published(&rs.ring.futex, &rs.ring.waiters, &rs.wake, &rs.ring.waiter_repairs)
         return 0
 
     cdef uint32_t _frame_flags(self, int kind, const uint8_t* p, Py_ssize_t n) noexcept:
@@ -880,6 +950,7 @@ cdef class ShmWriter(NativeSink):
     cdef void drop(self, int kind, int reason) noexcept:
         self._pend_kind = -1
         self._pend_is_gap = False
+        self.rx_ns = 0
         if self._base != NULL and 0 <= kind < 5:
             self._hdr.drops[kind] += 1
 
@@ -916,6 +987,7 @@ cdef class ShmWriter(NativeSink):
         written as zeros whatever ``data`` holds). Same rules as packets: older frames are dropped,
         a jump ahead is a gap. False if nothing was written.
         """
+        self.rx_ns = 0                          # not a received frame: no receive stamp
         if self._base == NULL or self._n_pcm == 0:
             return False
         cdef Py_ssize_t n = data.shape[0]
@@ -958,6 +1030,7 @@ cdef class ShmWriter(NativeSink):
         ``index`` is on the media clock at the ring's own rate. Same rules as :meth:`write_pcm`.
         False if nothing was written.
         """
+        self.rx_ns = 0
         if self._base == NULL or not (0 <= k < self._n_fmt):
             return False
         cdef _PcmSlot* s = &self._fmt[k]
@@ -1004,6 +1077,7 @@ cdef class ShmWriter(NativeSink):
 
     def write_record(self, int ring_kind, uint32_t flags, uint32_t user_id, int64_t timestamp, const uint8_t[::1] data):
         """Append one record to a record ring (events: flags carry the encoding). False if dropped."""
+        self.rx_ns = 0
         if self._base == NULL or not (0 <= ring_kind < _MAX_REC_KINDS) or not self._has_rec[ring_kind]:
             return False
         cdef Py_ssize_t n = data.shape[0]
@@ -1148,7 +1222,7 @@ def _shm_layout():
                    "commit_seq": o(&h.commit_seq, &h), "table_seq": o(&h.table_seq, &h),
                    "drops": o(&h.drops[0], &h), "events": o(&h.events, &h), "stream_id": o(&h.stream_id[0], &h),
                    "stream_id_len": o(&h.stream_id_len, &h), "segment_size": o(&h.segment_size, &h),
-                   "writer_pid": o(&h.writer_pid, &h)},
+                   "writer_pid": o(&h.writer_pid, &h), "waiter_repairs": o(&h.waiter_repairs, &h)},
         "desc": {"seq": o(&d.seq, &d), "kind": o(&d.kind, &d), "ring_type": o(&d.ring_type, &d),
                  "offset": o(&d.offset, &d), "size": o(&d.size, &d), "user_id": o(&d.user_id, &d),
                  "generation": o(&d.generation, &d), "user_name_len": o(&d.user_name_len, &d),
@@ -1160,13 +1234,15 @@ def _shm_layout():
                 "gap_count": o(&p.gap_count, &p), "claim_index": o(&p.claim_index, &p), "futex": o(&p.futex, &p),
                 "waiters": o(&p.waiters, &p), "packets": o(&p.packets, &p), "dropped_packets": o(&p.dropped_packets, &p),
                 "trimmed_frames": o(&p.trimmed_frames, &p), "gap_frames": o(&p.gap_frames, &p),
-                "last_timestamp_ms": o(&p.last_timestamp_ms, &p), "gap_first": o(&p.gap_first, &p)},
+                "last_timestamp_ms": o(&p.last_timestamp_ms, &p), "gap_first": o(&p.gap_first, &p),
+                "rx_ns": o(&p.rx_ns, &p), "rx_index": o(&p.rx_index, &p), "waiter_repairs": o(&p.waiter_repairs, &p)},
         "rec": {"kind": o(&r.kind, &r), "capacity": o(&r.capacity, &r), "data_offset": o(&r.data_offset, &r),
                 "index_offset": o(&r.index_offset, &r), "index_capacity": o(&r.index_capacity, &r),
                 "max_record": o(&r.max_record, &r), "codec": o(&r.codec, &r), "write_seq": o(&r.write_seq, &r),
                 "write_pos": o(&r.write_pos, &r), "claim_pos": o(&r.claim_pos, &r), "futex": o(&r.futex, &r),
                 "waiters": o(&r.waiters, &r), "dropped_too_large": o(&r.dropped_too_large, &r),
-                "bytes_total": o(&r.bytes_total, &r)},
+                "bytes_total": o(&r.bytes_total, &r), "rx_ns": o(&r.rx_ns, &r), "rx_seq": o(&r.rx_seq, &r),
+                "waiter_repairs": o(&r.waiter_repairs, &r)},
         "record": {"size": o(&rec.size, &rec), "flags": o(&rec.flags, &rec), "seq": o(&rec.seq, &rec),
                    "timestamp_ms": o(&rec.timestamp_ms, &rec), "user_id": o(&rec.user_id, &rec)},
         "dir": {"magic": o(&dh.magic, &dh), "slot_count": o(&dh.slot_count, &dh), "owner_pid": o(&dh.owner_pid, &dh),
@@ -1179,14 +1255,20 @@ def _shm_layout():
     }
 
 
-def _test_write_audio(ShmWriter sink, uint32_t user_id, int64_t timestamp, bytes data, bytes user_name=b""):
+def _test_write_audio(ShmWriter sink, uint32_t user_id, int64_t timestamp, bytes data, bytes user_name=b"",
+                      int64_t rx_ns=0):
     """Test hook: one audio packet through the C path (reserve, copy, commit), like the listener."""
-    return _test_write(sink, KIND_AUDIO, user_id, timestamp, data, user_name)
+    return _test_write(sink, KIND_AUDIO, user_id, timestamp, data, user_name, rx_ns)
 
 
-def _test_write(ShmWriter sink, int kind, uint32_t user_id, int64_t timestamp, bytes data, bytes user_name=b""):
-    """Test hook: one media message of any kind through reserve/commit; False if the sink dropped it."""
+def _test_write(ShmWriter sink, int kind, uint32_t user_id, int64_t timestamp, bytes data, bytes user_name=b"",
+                int64_t rx_ns=0):
+    """Test hook: one media message of any kind through reserve/commit; False if the sink dropped it.
+
+    ``rx_ns`` stands for the receive time the listener stamps on each frame (0: none).
+    """
     cdef Py_ssize_t n = len(data)
+    sink.rx_ns = rx_ns
     cdef uint8_t* dst = sink.reserve(kind, user_id, timestamp, n)
     if dst == NULL:
         return False

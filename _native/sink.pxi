@@ -32,6 +32,11 @@ cdef class NativeSink:
     not be read (malformed JSON, oversized frame). ``user_name`` is UTF-8 (NULL when absent).
     """
 
+    # Set by a subclass that wants each frame's receive time: the listener then stores
+    # CLOCK_MONOTONIC ns in ``rx_ns`` before ``reserve`` (one vDSO clock read per frame).
+    cdef bint stamp_rx
+    cdef int64_t rx_ns
+
     cdef uint8_t* reserve(self, int kind, uint32_t user_id, int64_t timestamp, Py_ssize_t nbytes) except? NULL:
         return NULL
 

@@ -44,7 +44,7 @@ __all__ = [
     "list_streams",
 ]
 
-VERSION_MAJOR, VERSION_MINOR = 1, 1
+VERSION_MAJOR, VERSION_MINOR = 1, 2
 MAGIC_DIR, MAGIC_STREAM, MAGIC_PCM, MAGIC_RECORDS = 0x444D5452, 0x534D5452, 0x414D5452, 0x464D5452
 STATE_FREE, STATE_LIVE, STATE_ENDED = 0, 1, 2
 KIND_AUDIO, KIND_VIDEO, KIND_SHARE, KIND_EVENTS, KIND_AUDIO_RAW, KIND_AUDIO_FORMAT = 0, 1, 2, 3, 5, 6
@@ -64,16 +64,16 @@ SLOT = {"seq": 0, "generation": 8, "state": 16, "stream_id_len": 20, "started_un
 STREAM = {"magic": 0, "version_major": 4, "ring_count": 12, "ring_desc_size": 16, "state": 20, "segment_size": 24,
           "writer_pid": 40, "info_offset": 44, "info_len": 48, "ring_table_offset": 52, "audio_rate": 64,
           "audio_channels": 68, "audio_codec": 70, "origin_ms": 80, "futex": 128, "waiters": 132, "commit_seq": 136,
-          "table_seq": 144, "drops": 192, "events": 232, "stream_id": 256, "stream_id_len": 384}
+          "table_seq": 144, "drops": 192, "events": 232, "stream_id": 256, "stream_id_len": 384, "waiter_repairs": 392}
 DESC = {"seq": 0, "kind": 8, "ring_type": 12, "offset": 16, "size": 24, "user_id": 32, "generation": 36,
         "user_name_len": 40, "user_name": 48}
 PCM = {"frame_bytes": 4, "capacity": 8, "mirror": 16, "rate": 24, "channels": 28, "sample_format": 30, "data_offset": 32, "gap_offset": 40,
        "gap_capacity": 48, "write_index": 64, "start_index": 72, "gap_count": 80, "claim_index": 128, "futex": 192,
        "waiters": 196, "packets": 256, "dropped_packets": 264, "trimmed_frames": 272, "gap_frames": 280,
-       "last_timestamp_ms": 288, "gap_first": 296}
+       "last_timestamp_ms": 288, "gap_first": 296, "rx_ns": 88, "rx_index": 96, "waiter_repairs": 304}
 REC = {"kind": 4, "capacity": 8, "data_offset": 16, "index_offset": 24, "index_capacity": 32, "max_record": 36,
        "codec": 40, "write_seq": 64, "write_pos": 72, "claim_pos": 128, "futex": 192, "waiters": 196,
-       "dropped_too_large": 256, "bytes_total": 264}
+       "dropped_too_large": 256, "bytes_total": 264, "rx_ns": 80, "rx_seq": 88, "waiter_repairs": 272}
 RECORD = {"size": 0, "flags": 4, "seq": 8, "timestamp_ms": 16, "user_id": 24}
 INT64_MIN = -(1 << 63)
 _U64_MAX = (1 << 64) - 1
@@ -538,6 +538,13 @@ class StreamReader:
 
 # --------------------------------------------------------------------------- audio
 
+def _rx_stamp(m: _Mapped, seq_off: int, ns_off: int, expect: int) -> int | None:
+    """Read a receive stamp under its seqlock (x86-64 keeps these loads in program order)."""
+    first = m.u64_at(seq_off)
+    t = m.i64_at(ns_off)
+    return t if first == expect and m.u64_at(seq_off) == expect and t > 0 else None
+
+
 class AudioReader:
     """One PCM ring. Indices are frames on the meeting's media clock (frame = one sample per channel).
 
@@ -602,9 +609,21 @@ class AudioReader:
 
     def stats(self) -> dict[str, int]:
         m, r = self._m, self._r
-        out = {k: m.u64_at(r + PCM[k]) for k in ("packets", "dropped_packets", "trimmed_frames", "gap_frames", "gap_count")}
+        out = {k: m.u64_at(r + PCM[k]) for k in ("packets", "dropped_packets", "trimmed_frames", "gap_frames", "gap_count",
+                                                 "waiter_repairs")}
         out["write_index"] = self.write_index
         return out
+
+    def rx_ns(self, write_index: int | None = None) -> int | None:
+        """When the gateway received the frame whose commit made the write index ``write_index``.
+
+        In ``time.monotonic_ns()`` units (CLOCK_MONOTONIC, the same in every process), so
+        ``time.monotonic_ns() - reader.rx_ns(w)`` right after a wake-up is the frame-in to
+        consumer latency. None when unknown: the writer has moved past ``w`` (default: the
+        current write index), or wrote audio it did not receive as one frame (the audio engine).
+        """
+        return _rx_stamp(self._m, self._r + PCM["rx_index"], self._r + PCM["rx_ns"],
+                         self.write_index if write_index is None else write_index)
 
     def _check_generation(self) -> None:
         d = self._desc_off
@@ -751,7 +770,12 @@ class FrameReader:
     def stats(self) -> dict[str, int]:
         m, r = self._m, self._r
         return {"records": self.write_seq, "dropped_too_large": m.u64_at(r + REC["dropped_too_large"]),
-                "bytes_total": m.u64_at(r + REC["bytes_total"])}
+                "bytes_total": m.u64_at(r + REC["bytes_total"]), "waiter_repairs": m.u64_at(r + REC["waiter_repairs"])}
+
+    def rx_ns(self, write_seq: int | None = None) -> int | None:
+        """When the gateway received record ``write_seq - 1`` (see :meth:`AudioReader.rx_ns`)."""
+        return _rx_stamp(self._m, self._r + REC["rx_seq"], self._r + REC["rx_ns"],
+                         self.write_seq if write_seq is None else write_seq)
 
     def _records(self, cursor: int | None, max_records: int | None) -> tuple[list[tuple[int, int, int, int, int, int]], int, int]:
         own = cursor is None

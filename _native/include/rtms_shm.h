@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 #define RTMS_SHM_VERSION_MAJOR 1u /* incompatible layout change: readers must refuse other majors */
-#define RTMS_SHM_VERSION_MINOR 1u /* additive change (new fields in reserved space); 1.1: format rings */
+#define RTMS_SHM_VERSION_MINOR 2u /* additive change (new fields in reserved space); 1.1: format rings; 1.2: receive stamps, waiter repairs */
 
 #define RTMS_SHM_MAGIC_DIR     0x444D5452u /* "RTMD" */
 #define RTMS_SHM_MAGIC_STREAM  0x534D5452u /* "RTMS" */
@@ -151,7 +151,9 @@ typedef struct rtms_stream_header {
     uint8_t  _pad4[16];          /* 240 */
     char     stream_id[RTMS_STREAM_ID_MAX]; /* 256 */
     uint32_t stream_id_len;      /* 384 */
-    uint8_t  _reserved[124];     /* 388 */
+    uint32_t _pad5;              /* 388 */
+    uint64_t waiter_repairs;     /* 392 (1.2) stream-wide line: see rtms_pcm_ring.waiter_repairs */
+    uint8_t  _reserved[112];     /* 400 */
 } rtms_stream_header;
 
 typedef struct rtms_ring_desc {
@@ -188,7 +190,10 @@ typedef struct rtms_pcm_ring {
     uint64_t write_index;        /* 64  one past the last committed frame */
     uint64_t start_index;        /* 72  first frame this participant ever had */
     uint64_t gap_count;          /* 80  gaps ever recorded; entry n at gaps[n & (gap_capacity-1)] */
-    uint8_t  _pad2[40];          /* 88 */
+    int64_t  rx_ns;              /* 88  (1.2) CLOCK_MONOTONIC ns at which the gateway received the frame
+                                  *      whose commit set write_index to rx_index; 0 = not known */
+    uint64_t rx_index;           /* 96  (1.2) seqlock for rx_ns: UINT64_MAX while rewritten (see rtms_pcm_rx_ns) */
+    uint8_t  _pad2[24];          /* 104 */
     /* line 2 */
     uint64_t claim_index;        /* 128 end of the region the writer may be overwriting (>= write_index) */
     uint8_t  _pad3[56];          /* 136 */
@@ -203,7 +208,8 @@ typedef struct rtms_pcm_ring {
     uint64_t gap_frames;         /* 280 frames marked missing in total */
     int64_t  last_timestamp_ms;  /* 288 */
     uint64_t gap_first;          /* 296 first gap entry of the current generation (slot reuse) */
-    uint8_t  _pad5[80];          /* 304 */
+    uint64_t waiter_repairs;     /* 304 (1.2) times the writer reset a waiter count left by a dead reader */
+    uint8_t  _pad5[72];          /* 312 */
 } rtms_pcm_ring;
 
 typedef struct rtms_gap {
@@ -230,7 +236,9 @@ typedef struct rtms_record_ring {
     /* line 1 */
     uint64_t write_seq;          /* 64  records committed (stored last, release) */
     uint64_t write_pos;          /* 72  byte position after the last committed record */
-    uint8_t  _pad1[48];          /* 80 */
+    int64_t  rx_ns;              /* 80  (1.2) CLOCK_MONOTONIC ns at which the gateway received record rx_seq - 1; 0 = not known */
+    uint64_t rx_seq;             /* 88  (1.2) seqlock for rx_ns: the write_seq it belongs to, UINT64_MAX while rewritten */
+    uint8_t  _pad1[32];          /* 96 */
     /* line 2 */
     uint64_t claim_pos;          /* 128 */
     uint8_t  _pad2[56];          /* 136 */
@@ -241,7 +249,8 @@ typedef struct rtms_record_ring {
     /* line 4: statistics */
     uint64_t dropped_too_large;  /* 256 */
     uint64_t bytes_total;        /* 264 payload bytes committed */
-    uint8_t  _pad4[112];         /* 272 */
+    uint64_t waiter_repairs;     /* 272 (1.2) see rtms_pcm_ring.waiter_repairs */
+    uint8_t  _pad4[104];         /* 280 */
 } rtms_record_ring;
 
 typedef struct rtms_record {
@@ -272,6 +281,11 @@ _Static_assert(offsetof(rtms_pcm_ring, claim_index) == 128, "pcm claim_index");
 _Static_assert(offsetof(rtms_pcm_ring, futex) == 192, "pcm futex");
 _Static_assert(offsetof(rtms_record_ring, claim_pos) == 128, "rec claim_pos");
 _Static_assert(offsetof(rtms_stream_header, futex) == 128, "stream futex");
+_Static_assert(offsetof(rtms_pcm_ring, rx_ns) == 88 && offsetof(rtms_pcm_ring, rx_index) == 96, "pcm rx stamp");
+_Static_assert(offsetof(rtms_pcm_ring, waiter_repairs) == 304, "pcm waiter_repairs");
+_Static_assert(offsetof(rtms_record_ring, rx_ns) == 80 && offsetof(rtms_record_ring, rx_seq) == 88, "rec rx stamp");
+_Static_assert(offsetof(rtms_record_ring, waiter_repairs) == 272, "rec waiter_repairs");
+_Static_assert(offsetof(rtms_stream_header, waiter_repairs) == 392, "stream waiter_repairs");
 _Static_assert(offsetof(rtms_stream_header, stream_id) == 256, "stream id");
 #endif
 
@@ -284,14 +298,39 @@ static inline void rtms_store_release_u32(volatile uint32_t *p, uint32_t v) { __
 static inline void rtms_store_release_i64(volatile int64_t *p, int64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 static inline void rtms_store_relaxed_u64(volatile uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
 static inline uint32_t rtms_fetch_add_u32(volatile uint32_t *p, int32_t d) { return __atomic_fetch_add(p, (uint32_t)d, __ATOMIC_SEQ_CST); }
+static inline int rtms_cas_u32(volatile uint32_t *p, uint32_t expected, uint32_t desired) {
+    return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
+}
 static inline void rtms_fence_acquire(void) { __atomic_thread_fence(__ATOMIC_ACQUIRE); }
 static inline void rtms_fence_release(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }
 static inline void rtms_fence_seq_cst(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 
+/* (1.2) Receive stamps, reader side. After loading write_index w (acquire), returns the
+ * CLOCK_MONOTONIC time in ns at which the gateway received the frame whose commit made the index w,
+ * or -1 when it is not known (the writer already moved on, or wrote audio it did not receive as a
+ * frame, such as the audio engine's output). Same clock as clock_gettime(CLOCK_MONOTONIC) in any
+ * process on the host, so now - rtms_pcm_rx_ns() is the frame-in to consumer latency. */
+static inline int64_t rtms_pcm_rx_ns(const volatile rtms_pcm_ring *r, uint64_t w) {
+    uint64_t i1 = __atomic_load_n(&r->rx_index, __ATOMIC_ACQUIRE);
+    int64_t t = __atomic_load_n(&r->rx_ns, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    uint64_t i2 = __atomic_load_n(&r->rx_index, __ATOMIC_RELAXED);
+    return (i1 == w && i2 == w && t > 0) ? t : -1;
+}
+/* The same for record rings: ws is the write_seq loaded (acquire); the stamp is record ws - 1's. */
+static inline int64_t rtms_record_rx_ns(const volatile rtms_record_ring *r, uint64_t ws) {
+    uint64_t i1 = __atomic_load_n(&r->rx_seq, __ATOMIC_ACQUIRE);
+    int64_t t = __atomic_load_n(&r->rx_ns, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    uint64_t i2 = __atomic_load_n(&r->rx_seq, __ATOMIC_RELAXED);
+    return (i1 == ws && i2 == ws && t > 0) ? t : -1;
+}
+
 #ifdef __linux__
 /* Shared (not PRIVATE) futex ops: the words live in memory mapped by several processes. */
-static inline void rtms_futex_wake_all(volatile uint32_t *word) {
-    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+/* Returns the number of sleepers woken (or -1). */
+static inline long rtms_futex_wake_all(volatile uint32_t *word) {
+    return syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 /* Sleeps while *word == expected, at most timeout_ns (< 0: forever). Returns 0 or -1 (errno). */
 static inline int rtms_futex_wait(volatile uint32_t *word, uint32_t expected, int64_t timeout_ns) {

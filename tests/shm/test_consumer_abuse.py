@@ -1,7 +1,7 @@
 """Stuck, killed and slow consumers on one ring never hold up the writer or a healthy consumer.
 
 One ring, five processes: a consumer SIGSTOPped while asleep in the futex wait, one SIGKILLed
-there (its waiter count leaks, docs/SHM.md 6), a healthy follower, a slow one, and the writer.
+there (its waiter count leaks until the writer repairs it, docs/SHM.md 6), a healthy follower, a slow one, and the writer.
 The writer goes on (every write accepted, the write index advances by exactly what was written),
 the healthy follower reads every byte in order, and the slow one reports the exact overrun.
 No timing is asserted: the pacing below only keeps the *healthy* follower within a ring.
@@ -46,6 +46,7 @@ def wait_for_waiters(s: client.StreamReader, off: int, count: int) -> None:
 
 def test_stuck_and_killed_consumers_do_not_hold_up_the_writer_or_a_healthy_one(make_pub, prefix) -> None:
     pub = make_pub(audio_seconds=1)  # 16,384-frame ring: the slow consumer is lapped many times
+    pub.set_waiter_repair(3600.0)  # keep the leaked counts here (their repair: test_waiter_repair.py)
     assert _native._test_write_audio(pub, 0, T0, pcm(0, SPP))
     written = [pcm(0, SPP)]
     procs: list[subprocess.Popen[str]] = []

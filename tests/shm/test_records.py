@@ -66,7 +66,7 @@ def test_oversized_frame_dropped_and_counted(make_pub) -> None:
     assert not _native._test_write(pub, KIND_VIDEO, 1, T0, bytes(4065))
     assert _native._test_write(pub, KIND_VIDEO, 1, T0, bytes(4064))
     with client.attach("stream-1", prefix=pub.config.prefix) as s:
-        assert s.video().stats() == {"records": 1, "dropped_too_large": 1, "bytes_total": 4064}
+        assert s.video().stats() == {"records": 1, "dropped_too_large": 1, "bytes_total": 4064, "waiter_repairs": 0}
     pub.close()
 
 
