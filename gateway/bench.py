@@ -199,7 +199,11 @@ class Probe:
             out["consumer"] = c
             out["received"] = {"audio": r.get("audio_total"), "transcripts": r.get("transcripts_total")}
             out["sent_split"] = {"audio": self.sent_audio, "transcripts": self.sent_transcripts}
-            out["inside_latency"] = "not measured (the gateway stamps no read time into the ring)"
+            inside = r.get("inside_latency") or {}
+            out["inside_p50_us"], out["inside_p99_us"] = inside.get("p50_us"), inside.get("p99_us")
+            out["inside_latency"] = inside  # gateway receive stamp -> Python consumer awake
+            if (r.get("c_probe") or {}).get("probes"):
+                out["c_probe"] = r["c_probe"]  # the same from C consumers (benchmarks/wakeup_probe.c)
         return out
 
     def passes(self) -> bool:

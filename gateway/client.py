@@ -14,6 +14,7 @@ it, or copy it, if you may fall that far behind. Readers never slow the writer d
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import mmap
@@ -41,6 +42,7 @@ __all__ = [
     "StreamInfo",
     "StreamReader",
     "attach",
+    "cpu_latency_limit",
     "list_streams",
 ]
 
@@ -374,6 +376,30 @@ class Directory:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def cpu_latency_limit(microseconds: int = 0, *, path: str = "/dev/cpu_dma_latency") -> Iterator[bool]:
+    """Ask Linux to keep every CPU's wake-up latency under ``microseconds`` while inside (PM QoS).
+
+    A consumer blocked in a futex wait is woken by an inter-processor interrupt; a core that went
+    into a deep idle state (or, in a virtual machine, a halted virtual CPU) takes tens of
+    microseconds to answer it. Holding ``/dev/cpu_dma_latency`` open with a small value keeps
+    idle cores polling instead (tuned's "latency-performance" profile does the same), at the cost
+    of power on idle cores. The limit is released when the block ends (or the process dies).
+    Yields True if the limit is held, False if the device is missing or not writable (it needs
+    root or a udev rule): the caller decides whether that matters.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:
+        yield False
+        return
+    try:
+        os.write(fd, struct.pack("<i", max(0, int(microseconds))))
+        yield True
+    finally:
+        os.close(fd)
 
 
 def attach(stream: str | StreamInfo, prefix: str = DEFAULT_PREFIX, shm_dir: str = DEFAULT_SHM_DIR) -> StreamReader:

@@ -43,4 +43,24 @@ def test_quick_comparison_every_contender_has_figures_and_the_gateway_lost_nothi
         assert gw["received"]["audio"] == gw["sent_split"]["audio"] > 0
         assert gw["received"]["transcripts"] == gw["sent_split"]["transcripts"] > 0
         assert gw["consumer"]["lost_overrun"] == 0
+    # Receive stamps: the native path stamps every frame, the engine's aligned output none.
+    assert rows["gateway"]["inside_latency"]["n"] > 0
+    assert rows["gateway_engine"]["inside_latency"]["n"] == 0
     assert "| gateway |" in proc.stdout  # the table was printed
+
+
+def test_wakeup_bench_c_and_python_consumers_read_receive_stamps(tmp_path: Path) -> None:
+    """benchmarks/bench_wakeup.py end to end, tiny: C probes and Python probes both get stamps."""
+    out = tmp_path / "wakeup.json"
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/bench_wakeup.py", "--meetings", "8", "--seconds", "1", "--c-probes", "2",
+         "--layout", "shared", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=140,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["ok"] and run["lost"] == 0 and run["sent"] > 0, run
+    assert run["inside_c"]["n"] > 0 and run["inside_python"]["n"] > 0
+    assert 0 < run["inside_c"]["p50_us"] <= run["inside_c"]["p99_us"]
+    assert run["wire_c"]["n"] > 0
+    assert "| shared | 8 |" in proc.stderr

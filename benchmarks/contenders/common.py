@@ -14,9 +14,18 @@ from typing import Any
 import numpy as np
 
 
-def pin_from_env() -> None:
-    """Pin this process (and every thread it creates later) to ``BENCH_CPU`` when set."""
-    cpu = os.environ.get("BENCH_CPU")
+def pin_from_env(var: str = "BENCH_CPU") -> None:
+    """Pin this process (and every thread it creates later) to the cores in ``var`` when set.
+
+    With ``BENCH_SCHED_OTHER=1`` it also takes the normal scheduling policy back (a simulator
+    running at SCHED_IDLE, as benchmarks/bench_wakeup.py runs it, would otherwise pass it on).
+    """
+    if os.environ.get("BENCH_SCHED_OTHER") == "1":
+        try:
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        except (AttributeError, OSError):
+            pass
+    cpu = os.environ.get(var)
     if cpu:
         try:
             os.sched_setaffinity(0, {int(c) for c in cpu.split(",")})

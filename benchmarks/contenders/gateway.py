@@ -7,6 +7,12 @@ attaches to every stream. Its latency end point is its wake-up: up to ``PROBES``
 on their stream's futex and, on waking, take the clock and read every new packet's stamp from
 the ring. The other streams are read every 0.5 s to count every packet (the rings hold 8 s), so
 "nothing lost" covers all of them: packets counted = samples read minus gap samples, / 320.
+
+Two latencies per wake-up: *wire* (simulator send stamp in the payload to the consumer running)
+and *inside* (the gateway's receive stamp in the ring, shared-memory contract 1.2, to the
+consumer running: frame-in to wake-up, what the gateway and the shared-memory hop add). With
+``BENCH_C_PROBES=K`` the consumer also starts K C probes (``benchmarks/wakeup_probe.c``, the
+transport without Python's own wake-up cost) on K further streams, pinned to ``BENCH_PROBE_CPU``.
 """
 
 from __future__ import annotations
@@ -15,11 +21,15 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from array import array
+from pathlib import Path
 from typing import Any
 
 from .common import Recorder, cpu_s, finish, pin_from_env, read_init, rss_kb, say, serve_commands, summarize_ns
@@ -28,6 +38,8 @@ PROBES = 4
 #: the audio engine (reorder window, mix) when BENCH_GATEWAY_ENGINE=1; else the native fast path.
 ENGINE = os.environ.get("BENCH_GATEWAY_ENGINE") == "1"
 PACKET = 320  # 20 ms of 16 kHz mono
+C_PROBES = int(os.environ.get("BENCH_C_PROBES", "0"))
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------------- consumer process
@@ -53,7 +65,7 @@ class StreamCounter:
     def packets(self) -> int:
         return self.samples // PACKET
 
-    def poll(self, lat: array | None, now_ns: int) -> None:
+    def poll(self, lat: array | None, now_ns: int, inside: array | None = None) -> None:
         r = self.reader
         if len(self.audio) < self.speakers:
             for ring in r.participants():
@@ -69,6 +81,10 @@ class StreamCounter:
             self.lost += lost
             self.gap_samples += gap
             self.samples += n - gap
+            if inside is not None:
+                rx = a.rx_ns(end)  # the gateway's receive time of the frame that made the index `end`
+                if rx is not None:
+                    inside.append(now_ns - rx)
             if lat is not None:
                 base = self.base.setdefault(uid, a.start_index)
                 first = begin + (-(begin - base)) % PACKET
@@ -81,44 +97,104 @@ class StreamCounter:
         self.transcripts += sum(1 for e in batch if e.get("type") == "transcript")
 
 
+class CProbes:
+    """``BENCH_C_PROBES`` C wake-up probes, each blocked on one stream's first speaker ring."""
+
+    def __init__(self, infos: list[Any], user_id: int) -> None:
+        self.procs: list[subprocess.Popen[str]] = []
+        self.error = ""
+        cc = shutil.which("cc") or shutil.which("gcc")
+        if not infos:
+            return
+        if cc is None:
+            self.error = "no C compiler"
+            return
+        self._dir = tempfile.TemporaryDirectory(prefix="wakeup-probe-")
+        exe = os.path.join(self._dir.name, "wakeup_probe")
+        subprocess.run([cc, "-O2", "-std=gnu11", "-I", str(ROOT / "_native" / "include"), str(ROOT / "benchmarks" / "wakeup_probe.c"),
+                        "-o", exe], check=True)
+        cpu = os.environ.get("BENCH_PROBE_CPU")
+        for info in infos:
+            p = subprocess.Popen([exe, os.path.join(info.shm_dir, info.segment), str(user_id), "2000000"], stdout=subprocess.PIPE, text=True)
+            if cpu:
+                try:
+                    os.sched_setaffinity(p.pid, {int(c) for c in cpu.split(",")})
+                except (OSError, ValueError):
+                    pass
+            self.procs.append(p)
+        for p in self.procs:
+            assert p.stdout is not None
+            if p.stdout.readline().strip() != "ready":
+                self.error = "a probe did not start"
+
+    def collect(self, t0_ns: int, t1_ns: int) -> dict[str, Any]:
+        """Stop the probes; latencies of the wake-ups inside ``[t0_ns, t1_ns]``."""
+        inside, wire, unstamped = array("q"), array("q"), 0
+        for p in self.procs:
+            p.send_signal(signal.SIGUSR1)
+        for p in self.procs:
+            out, _ = p.communicate(timeout=30)
+            for line in out.splitlines():
+                t, a, b = (int(x) for x in line.split())
+                if not t0_ns <= t <= t1_ns:
+                    continue
+                if a >= 0:
+                    inside.append(a)
+                else:
+                    unstamped += 1
+                if b >= 0:
+                    wire.append(b)
+        return {"probes": len(self.procs), "error": self.error, "unstamped": unstamped,
+                "inside_latency": summarize_ns(inside), "wire_latency": summarize_ns(wire)}
+
+
 def consumer_main(prefix: str, streams: int, speakers: int) -> None:
     from gateway import client
+    from gateway.sim.load import USER_ID_BASE
 
     attached: dict[str, StreamCounter] = {}
+    infos: dict[str, Any] = {}
     deadline = time.monotonic() + 120
     while len(attached) < streams and time.monotonic() < deadline:
         for info in client.list_streams(prefix):
             if info.stream_id not in attached:
                 attached[info.stream_id] = StreamCounter(client.attach(info, prefix), speakers)
+                infos[info.stream_id] = info
         time.sleep(0.02)
     counters = list(attached.values())
+    c_probes = CProbes(list(infos.values())[PROBES : PROBES + C_PROBES], USER_ID_BASE)
     say("attached")
     measuring = threading.Event()
     done = threading.Event()
-    lat = array("q")
+    lat, inside = array("q"), array("q")
     lock = threading.Lock()
     probes, rest = counters[:PROBES], counters[PROBES:]
 
     def probe(sc: StreamCounter) -> None:
-        mine = array("q")
+        mine, mine_inside = array("q"), array("q")
         while not done.is_set():
             sc.reader.wait(timeout=0.1)
             now = time.monotonic_ns()
-            sc.poll(mine if measuring.is_set() else None, now)
+            on = measuring.is_set()
+            sc.poll(mine if on else None, now, mine_inside if on else None)
         with lock:
             lat.extend(mine)
+            inside.extend(mine_inside)
 
     threads = [threading.Thread(target=probe, args=(sc,), daemon=True) for sc in probes]
     for t in threads:
         t.start()
     cpu0 = cpu1 = measure_t0 = 0.0
+    window_ns = [0, 0]
     for line in sys.stdin:
         cmd = line.strip()
         if cmd == "measure":
             cpu0, measure_t0 = cpu_s(), time.monotonic()
+            window_ns[0] = time.monotonic_ns()
             measuring.set()
         elif cmd == "end":
             measuring.clear()
+            window_ns[1] = time.monotonic_ns()
             cpu1 = cpu_s()
             for sc in rest:
                 sc.poll(None, 0)
@@ -130,6 +206,7 @@ def consumer_main(prefix: str, streams: int, speakers: int) -> None:
         elif cmd == "stop":
             break
     done.set()
+    c_result = c_probes.collect(*window_ns)
     for t in threads:
         t.join(timeout=2)
     for sc in counters:
@@ -144,7 +221,7 @@ def consumer_main(prefix: str, streams: int, speakers: int) -> None:
         "ring_trimmed_frames": sum(a.stats()["trimmed_frames"] for sc in counters for a in sc.audio.values()),
         "stream_drops": sum(sum(sc.reader.drops().values()) for sc in counters),
         "cpu_s": round(cpu1 - cpu0, 4), "rss_kb": rss_kb(),
-        "wire_latency": summarize_ns(lat),
+        "wire_latency": summarize_ns(lat), "inside_latency": summarize_ns(inside), "c_probe": c_result,
     })
 
 
@@ -237,7 +314,7 @@ async def gateway_main() -> dict[str, Any]:
         "window_msgs": window_msgs, "msgs_per_s": round(window_msgs / max(1e-9, report["window_s"]), 1),
         "consumer": {k: cons[k] for k in ("cpu_s", "rss_kb", "lost_overrun", "gap_packets", "ring_dropped_packets", "ring_trimmed_frames", "stream_drops", "probes", "streams")},
         "gateway_drops": drops,
-        "wire_latency": cons["wire_latency"],
+        "wire_latency": cons["wire_latency"], "inside_latency": cons["inside_latency"], "c_probe": cons["c_probe"],
     }
 
 
@@ -250,6 +327,8 @@ def main() -> None:
     args = parser.parse_args()
     pin_from_env()
     if args.consumer:
+        if os.environ.get("BENCH_CONSUMER_CPU"):
+            pin_from_env("BENCH_CONSUMER_CPU")
         consumer_main(args.prefix, args.streams, args.speakers)
         return
     from gateway.app import run_coroutine

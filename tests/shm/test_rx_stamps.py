@@ -108,3 +108,13 @@ def test_c_helpers_read_the_same_stamps(make_pub, tmp_path) -> None:
         assert so.pcm_rx(base + audio._r, 2 * SPP) == -1  # written without a stamp
         del base
     pub.close()
+
+
+def test_cpu_latency_limit_holds_the_value_while_inside_and_reports_when_it_cannot(tmp_path) -> None:
+    dev = tmp_path / "cpu_dma_latency"
+    dev.write_bytes(b"")
+    with client.cpu_latency_limit(0, path=str(dev)) as held:
+        assert held is True
+        assert dev.read_bytes() == b"\x00\x00\x00\x00"  # a 32-bit value, what the kernel reads
+    with client.cpu_latency_limit(7, path=str(tmp_path / "missing" / "cpu_dma_latency")) as held:
+        assert held is False
