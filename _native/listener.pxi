@@ -243,10 +243,13 @@ cdef class MediaListener(WSListener):
         cdef MediaScan scan
         cdef int scanned
         cdef timespec ts
-        self._count_frame(n)
         if self._nsink is not None and self._nsink.stamp_rx:
             clock_gettime(CLOCK_MONOTONIC, &ts)     # frame-in time, published with the frame
-            self._nsink.rx_ns = <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
+            self.last_rx_ns = self._nsink.rx_ns = <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
+            self.frames += 1
+            self.rx_bytes += n
+        else:
+            self._count_frame(n)
         if n > self.max_frame_bytes:
             self._drop(-1, DROP_TOO_LARGE)
             return

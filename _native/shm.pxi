@@ -605,6 +605,10 @@ cdef class ShmWriter(NativeSink):
         """Unmap (readers keep their own mappings; the name is unlinked by the Python side)."""
         self._unmap()
 
+    def set_stamp_rx(self, bint on):
+        """Whether the listener stamps frames' receive time into the rings (default on; for benchmarks)."""
+        self.stamp_rx = on
+
     def set_waiter_repair(self, double seconds):
         """How long wake-ups must find nobody before a waiter count is reset (docs/SHM.md 6)."""
         self._repair_ns = <int64_t>(seconds * 1e9)

@@ -108,6 +108,7 @@ def bench_write(prefix: str) -> dict[str, Any]:
         for i in range(reps):
             pub.on_audio(0, None, ts + 20 * i, mv)
         out["python_on_audio_640B_ns"] = round((time.perf_counter_ns() - t) / reps, 1)
+        out.update(bench_listener_into_shm(d))
         ev = {"type": "transcript", "user_id": 16778240, "timestamp": T0, "text": "hello world " * 4}
         t = time.perf_counter_ns()
         for _ in range(20_000):
@@ -115,6 +116,47 @@ def bench_write(prefix: str) -> dict[str, Any]:
         out["publish_event_ns"] = round((time.perf_counter_ns() - t) / 20_000, 1)
         pub.close()
     return out
+
+
+def bench_listener_into_shm(d: Any, frames: int = 40_000, rounds: int = 6) -> dict[str, Any]:
+    """The native listener parsing real audio frames into a ShmWriter, receive stamps on vs off.
+
+    Same frames, a fresh stream per round, rounds alternating; best round of each. The difference
+    is what stamping costs per frame (one CLOCK_MONOTONIC read and three stores).
+    """
+    import orjson
+
+    from gateway import _native, protocol
+    from gateway.protocol import AudioParams
+    from gateway.shm import ShmPublisher
+
+    payload = bytes(range(256)) * 2 + bytes(128)
+    batch = [orjson.dumps(protocol.build_media(14, data=payload, timestamp=T0 + 20 * i, user_id=16778240, user_name="Speaker"))
+             for i in range(frames)]
+
+    class _Control:
+        def on_connected(self, transport: Any) -> None: ...
+        def on_control(self, doc: Any) -> None: ...
+        def on_disconnected(self) -> None: ...
+
+    best = {True: float("inf"), False: float("inf")}
+    for r in range(rounds):
+        stamp = r % 2 == 0
+        pub = ShmPublisher(f"bench-listen-{r}", d, audio=AudioParams())
+        pub.set_stamp_rx(stamp)
+        listener = _native.MediaListener(pub, _Control())
+        feed = listener.feed
+        gc.disable()
+        t = time.perf_counter_ns()
+        for f in batch:
+            feed(f, False)
+        elapsed = time.perf_counter_ns() - t
+        gc.enable()
+        assert listener.media_frames == frames
+        best[stamp] = min(best[stamp], elapsed / frames)
+        pub.close()
+    return {"listener_into_shm_640B_ns": round(best[True], 1), "listener_into_shm_640B_unstamped_ns": round(best[False], 1),
+            "rx_stamp_cost_ns": round(best[True] - best[False], 1)}
 
 
 def build_c_reader() -> str | None:
@@ -239,7 +281,9 @@ def main() -> None:
     print(text)
     if not args.json:
         w = result["write"]
-        print(f"\nwrite per message: native 640 B {w['native_audio_640B_ns']} ns, native 50 KB {w['native_video_50KB_ns']} ns, "
+        print(f"\nlistener into shm per frame: {w['listener_into_shm_640B_ns']} ns with receive stamps, "
+              f"{w['listener_into_shm_640B_unstamped_ns']} ns without", file=sys.stderr)
+        print(f"write per message: native 640 B {w['native_audio_640B_ns']} ns, native 50 KB {w['native_video_50KB_ns']} ns, "
               f"python on_audio {w['python_on_audio_640B_ns']} ns, event {w['publish_event_ns']} ns", file=sys.stderr)
         for row in result["wake"] + result.get("wake_loaded", []):
             print(f"wake-up ({row['mode']}, {row['meetings']} meeting(s)): p50 {row['p50']} us, p99 {row['p99']} us, "
