@@ -20,6 +20,7 @@ cdef enum:
     SCAN_MAX_INT_DIGITS = 18
     SCAN_MAX_SPANS = 12
     TEMPLATE_MAX_LITERAL = 256
+    TEMPLATE_MAX_VALUE = 48
 
 # Byte classes inside a JSON string: 0 plain ASCII, 1 quote, 2 backslash, 3 control, 4 non-ASCII.
 cdef uint8_t _STR_CLASS[256]
@@ -165,6 +166,11 @@ cdef struct MediaScan:
 # whitespace handling. Same literals around values the full scanner would accept = the same
 # document structure, so a template match accepts exactly what scan_media accepts; any
 # difference fails the match and the full scanner runs (and learns the new shape).
+#
+# Values that repeat from message to message (msg_type, user_id, user_name, length and the
+# ignored ones; not data or timestamp) are cached per slot as their exact bytes and parsed value:
+# the same bytes, followed by the same literal, parse to the same value, so a match skips the
+# parse. A different value is parsed as usual and replaces the cached one.
 cdef struct ScanTemplate:
     bint valid
     int nvals
@@ -173,6 +179,9 @@ cdef struct ScanTemplate:
     int lit_len[13]
     Py_ssize_t data_len          # the last data string's length: audio packets keep it
     uint8_t lit[256]
+    int val_len[12]              # cached value bytes per slot (0: nothing cached)
+    int64_t val_int[12]          # its parsed value (msg_type, user_id, length)
+    uint8_t val[12 * 48]         # TEMPLATE_MAX_VALUE bytes per slot
 
 
 cdef inline bint _is_ws(uint8_t c) noexcept nogil:
@@ -240,10 +249,19 @@ cdef inline Py_ssize_t _scan_string(const uint8_t* p, Py_ssize_t i, Py_ssize_t n
     return -1
 
 
-cdef inline bint _eight_digits(uint64_t v) noexcept nogil:
-    """Whether 8 bytes (little-endian load) are all ASCII digits (SWAR, as in simdjson)."""
+cdef extern from *:
+    """
+    #define GW_CTZ64(x) ((Py_ssize_t)__builtin_ctzll(x))
+    """
+    Py_ssize_t GW_CTZ64(uint64_t x) nogil
+
+
+cdef inline uint64_t _nondigits(uint64_t v) noexcept nogil:
+    """Per byte of an 8-byte little-endian load: zero where the byte is an ASCII digit (SWAR, as
+    in simdjson). A carry out of a byte >= 0xFA only disturbs the bytes after it, so the lowest
+    non-zero byte is exactly the first non-digit."""
     return ((v & 0xF0F0F0F0F0F0F0F0ULL) | (((v + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) >> 4)) \
-        == 0x3333333333333333ULL
+        ^ 0x3333333333333333ULL
 
 
 cdef inline uint64_t _parse_eight_digits(uint64_t v) noexcept nogil:
@@ -254,12 +272,36 @@ cdef inline uint64_t _parse_eight_digits(uint64_t v) noexcept nogil:
             + (((v >> 16) & 0x000000FF000000FFULL) * (1 + (10000ULL << 32)))) >> 32
 
 
+cdef inline uint64_t _parse_digits(uint64_t v, Py_ssize_t count) noexcept nogil:
+    """The value of the first ``count`` (1..8) digits of a little-endian load: shifted to the top
+    and padded with '0' below, then parsed as eight."""
+    if count < 8:
+        v = (v << (8 * (8 - count))) | (0x3030303030303030ULL >> (8 * count))
+    return _parse_eight_digits(v)
+
+
+cdef inline uint64_t _load8(const uint8_t* p, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    """p[i:i+8] little-endian, bytes past n read as 0 (a non-digit). Needs n >= 8 or i + 8 <= n."""
+    cdef uint64_t w
+    if i + 8 <= n:
+        memcpy(&w, p + i, 8)
+        return w
+    if i >= n:
+        return 0
+    memcpy(&w, p + n - 8, 8)     # the frame's last 8 bytes, shifted so p[i] is the lowest
+    return w >> (8 * (8 - (n - i)))
+
+
+cdef uint64_t _POW10[9]
+_POW10[:] = [1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000]
+
+
 cdef inline Py_ssize_t _scan_int(const uint8_t* p, Py_ssize_t i, Py_ssize_t n, int64_t* out) noexcept nogil:
     """A JSON integer at p[i]: index after it, -1 to fall back (floats, > 18 digits, bad grammar)."""
     cdef bint neg = False
     cdef int64_t value = 0
-    cdef uint64_t word
-    cdef Py_ssize_t start
+    cdef uint64_t w1, w2, m
+    cdef Py_ssize_t start, count
     if i < n and p[i] == c'-':
         neg = True
         i += 1
@@ -268,15 +310,33 @@ cdef inline Py_ssize_t _scan_int(const uint8_t* p, Py_ssize_t i, Py_ssize_t n, i
         return -1
     if p[i] == c'0':
         i += 1
+    elif n >= 8:
+        # Up to 16 digits from two 8-byte loads: count them (first non-digit), then parse.
+        w1 = _load8(p, i, n)
+        m = _nondigits(w1)
+        if m:
+            count = GW_CTZ64(m) >> 3
+            value = <int64_t>_parse_digits(w1, count)
+            i += count
+        else:
+            w2 = _load8(p, i + 8, n)
+            m = _nondigits(w2)
+            value = <int64_t>_parse_eight_digits(w1)
+            if m:
+                count = GW_CTZ64(m) >> 3
+                if count:
+                    value = value * <int64_t>_POW10[count] + <int64_t>_parse_digits(w2, count)
+                i += 8 + count
+            else:
+                value = value * 100000000 + <int64_t>_parse_eight_digits(w2)
+                i += 16
+                while i < n and c'0' <= p[i] <= c'9':
+                    if i - start >= SCAN_MAX_INT_DIGITS:
+                        return -1        # could overflow int64: the slow path decides
+                    value = value * 10 + (p[i] - c'0')
+                    i += 1
     else:
-        if i + 8 <= n:
-            memcpy(&word, p + i, 8)
-            if _eight_digits(word):
-                value = <int64_t>_parse_eight_digits(word)
-                i += 8
         while i < n and c'0' <= p[i] <= c'9':
-            if i - start >= SCAN_MAX_INT_DIGITS:
-                return -1        # could overflow int64: the slow path decides
             value = value * 10 + (p[i] - c'0')
             i += 1
     if i < n and (p[i] == c'.' or p[i] == c'e' or p[i] == c'E' or (c'0' <= p[i] <= c'9')):
@@ -578,8 +638,30 @@ cdef int scan_media(const uint8_t* p, Py_ssize_t n, MediaScan* s) noexcept nogil
 
 
 
+cdef inline void _cache_value(ScanTemplate* t, int k, const uint8_t* p, Py_ssize_t start, Py_ssize_t end,
+                              int64_t value) noexcept nogil:
+    """Remember slot k's value bytes (a non-null value of a key that repeats) and what they parse to."""
+    cdef int key = t.key[k]
+    if key == K_DATA or key == K_TIMESTAMP or end - start > TEMPLATE_MAX_VALUE or p[start] == c'n':
+        t.val_len[k] = 0
+        return
+    memcpy(t.val + k * TEMPLATE_MAX_VALUE, p + start, end - start)
+    t.val_len[k] = <int>(end - start)
+    t.val_int[k] = value
+
+
+cdef inline int64_t _scanned_value(const MediaScan* s, int key) noexcept nogil:
+    if key == K_MSG_TYPE:
+        return s.msg_type
+    if key == K_USER_ID:
+        return s.user_id
+    if key == K_LENGTH:
+        return s.length
+    return 0
+
+
 cdef void learn_template(ScanTemplate* t, const uint8_t* p, Py_ssize_t n, const MediaScan* s) noexcept nogil:
-    """Keep the literal bytes around the values of a message scan_media accepted."""
+    """Keep the literal bytes around the values of a message scan_media accepted (and the values)."""
     cdef Py_ssize_t pos = 0, seg
     cdef int k, off = 0
     t.valid = False
@@ -595,6 +677,7 @@ cdef void learn_template(ScanTemplate* t, const uint8_t* p, Py_ssize_t n, const 
         off += <int>seg
         if k < s.nspans:
             t.key[k] = s.span_key[k]
+            _cache_value(t, k, p, s.span_start[k], s.span_end[k], _scanned_value(s, s.span_key[k]))
             pos = s.span_end[k]
     t.nvals = s.nspans
     t.data_len = s.data_len
@@ -602,28 +685,39 @@ cdef void learn_template(ScanTemplate* t, const uint8_t* p, Py_ssize_t n, const 
 
 
 cdef inline bint _same_bytes(const uint8_t* a, const uint8_t* b, Py_ssize_t n) noexcept nogil:
-    """memcmp(a, b, n) == 0 for short literals, inlined (8-byte words, then bytes)."""
+    """memcmp(a, b, n) == 0 for short literals, inlined: 8-byte words, the last one overlapping."""
     cdef uint64_t x, y
-    while n >= 8:
-        memcpy(&x, a, 8)
-        memcpy(&y, b, 8)
-        if x != y:
+    cdef uint32_t u, v
+    if n >= 8:
+        while n > 8:
+            memcpy(&x, a, 8)
+            memcpy(&y, b, 8)
+            if x != y:
+                return False
+            a += 8
+            b += 8
+            n -= 8
+        memcpy(&x, a + n - 8, 8)
+        memcpy(&y, b + n - 8, 8)
+        return x == y
+    if n >= 4:
+        memcpy(&u, a, 4)
+        memcpy(&v, b, 4)
+        if u != v:
             return False
-        a += 8
-        b += 8
-        n -= 8
-    while n > 0:
-        if a[0] != b[0]:
-            return False
-        a += 1
-        b += 1
-        n -= 1
+        memcpy(&u, a + n - 4, 4)
+        memcpy(&v, b + n - 4, 4)
+        return u == v
+    if n > 0:
+        return a[0] == b[0] and a[n >> 1] == b[n >> 1] and a[n - 1] == b[n - 1]
     return True
 
 
-cdef int scan_with_template(const uint8_t* p, Py_ssize_t n, const ScanTemplate* t, MediaScan* s) noexcept nogil:
-    """SCAN_MEDIA when the frame has the template's exact literals and valid values in between."""
-    cdef Py_ssize_t pos = 0, lit_len
+cdef int scan_with_template(const uint8_t* p, Py_ssize_t n, ScanTemplate* t, MediaScan* s) noexcept nogil:
+    """SCAN_MEDIA when the frame has the template's exact literals and valid values in between.
+
+    Updates the template's value cache with values that changed."""
+    cdef Py_ssize_t pos = 0, lit_len, start, vlen
     cdef int k, key
     cdef bint present
     cdef int64_t ignored
@@ -641,6 +735,21 @@ cdef int scan_with_template(const uint8_t* p, Py_ssize_t n, const ScanTemplate* 
             return SCAN_FALLBACK
         pos += lit_len
         key = t.key[k]
+        vlen = t.val_len[k]
+        if vlen and pos + vlen <= n and _same_bytes(p + pos, t.val + k * TEMPLATE_MAX_VALUE, vlen):
+            # The cached bytes again (the next literal, checked next, ends the value as before).
+            if key == K_MSG_TYPE:
+                s.msg_type = t.val_int[k]
+            elif key == K_USER_ID:
+                s.user_id = <uint32_t>t.val_int[k]
+            elif key == K_USER_NAME:
+                s.name = p + pos + 1
+                s.name_len = vlen - 2
+            elif key == K_LENGTH:
+                s.length = t.val_int[k]
+            pos += vlen
+            continue
+        start = pos
         if key == K_DATA:
             if pos >= n or p[pos] != c'"':
                 return SCAN_FALLBACK
@@ -655,6 +764,14 @@ cdef int scan_with_template(const uint8_t* p, Py_ssize_t n, const ScanTemplate* 
             s.data = p + pos + 1
             s.data_len = quote - p - pos - 1
             pos = quote - p + 1
+            continue
+        elif key == K_TIMESTAMP:
+            if _is_null(p, pos, n):
+                return SCAN_FALLBACK
+            pos = _scan_int(p, pos, n, &s.timestamp)
+            if pos < 0:
+                return SCAN_FALLBACK
+            continue
         elif key == K_MSG_TYPE:
             pos = _scan_int(p, pos, n, &s.msg_type)
             if pos >= 0 and not (MT_AUDIO <= s.msg_type <= MT_SHARE):
@@ -663,10 +780,6 @@ cdef int scan_with_template(const uint8_t* p, Py_ssize_t n, const ScanTemplate* 
             pos = _scan_user_id(p, pos, n, &s.user_id)
         elif key == K_USER_NAME:
             pos = _scan_opt_str(p, pos, n, &s.name, &s.name_len)
-        elif key == K_TIMESTAMP:
-            if _is_null(p, pos, n):
-                return SCAN_FALLBACK
-            pos = _scan_int(p, pos, n, &s.timestamp)
         elif key == K_LENGTH:
             pos = _scan_opt_int(p, pos, n, &s.length, &present)
             if pos >= 0:
@@ -680,6 +793,7 @@ cdef int scan_with_template(const uint8_t* p, Py_ssize_t n, const ScanTemplate* 
             pos = _scan_opt_int(p, pos, n, &ignored, &present)
         if pos < 0:
             return SCAN_FALLBACK
+        _cache_value(t, k, p, start, pos, _scanned_value(s, key))
     lit_len = t.lit_len[t.nvals]
     if pos + lit_len != n or not _same_bytes(p + pos, t.lit + t.lit_off[t.nvals], lit_len):
         return SCAN_FALLBACK

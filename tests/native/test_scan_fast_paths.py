@@ -1,0 +1,74 @@
+"""Edge cases of the scanner's word-at-a-time paths, checked against the pure twin.
+
+The integer scanner counts digits 8 bytes at a time (loads that may reach the frame's end), the
+template caches repeated values (msg_type, user_id, user_name, length) and the base64 decoder
+finishes a payload with a padded SIMD block: each is exercised at every digit count, near the
+frame's end, and with values that change or alternate from message to message.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+
+import pytest
+
+from tests.native.test_agreement import _run_all
+
+B64 = base64.b64encode(bytes(range(48))).decode()
+
+
+def _audio(timestamp: str, user_id: str = "7", name: str = '"Ann"', length: str = "48", tail: str = "}}",
+           msg_type: str = "14", data: str = B64) -> bytes:
+    return (f'{{"msg_type":{msg_type},"content":{{"user_id":{user_id},"user_name":{name},'
+            f'"data":"{data}","length":{length},"timestamp":{timestamp}{tail}').encode()
+
+
+NUMBERS = [str(10**k) for k in range(0, 22)] + [str(10**k - 1) for k in range(1, 22)] + \
+    ["0", "00", "01", "-0", "-", "-1", "-123456789012345678", "1234567890123456789", "12.5", "1e3", "7E1",
+     "123456789012345678", "9999999999999999", "99999999999999999", "12345678901234567x"]
+
+
+@pytest.mark.parametrize("tail", ["}}", "} }", "}}\n", " }}", "}", ""])
+def test_integers_of_every_length_at_the_frame_end(tail: str) -> None:
+    _run_all([_audio(number, tail=tail) for number in NUMBERS])
+
+
+def test_integers_of_every_length_in_every_numeric_field() -> None:
+    stream = [_audio("5")]
+    for number in NUMBERS:
+        stream += [_audio("5", user_id=number), _audio("5", length=number), _audio("5", msg_type=number),
+                   _audio(number)]
+    _run_all(stream)
+
+
+def test_cached_values_that_change_or_alternate_agree() -> None:
+    """Multi-stream audio alternates users; a value that grows, shrinks or turns null must not
+    be mistaken for the cached one."""
+    users = ["7", "70", "7", '"7"', "null", "4294967295", "4294967296", "8", "7"]
+    names = ['"Ann"', '"Anna"', '"An"', "null", '"Ann"', '"Ann\\u00e9"', '"Ann"', '""', '"Ann"']
+    lengths = ["48", "480", "4", "null", "48", "-48", "048", "48"]
+    types = ["14", "15", "16", "14", "141", "1", "17", "14"]
+    stream = []
+    for user, name, length, msg_type in itertools.product(users[:4], names[:4], lengths[:3], types[:2]):
+        stream.append(_audio("1", user_id=user, name=name, length=length, msg_type=msg_type))
+    for values in itertools.zip_longest(users, names, lengths, types, fillvalue="7"):
+        user, name, length, msg_type = values
+        stream.append(_audio("2", user_id=user, name=name, length=length if length != "7" else "48",
+                             msg_type=msg_type if msg_type != "7" else "14"))
+        stream.append(_audio("3"))
+    calls = _run_all(stream)
+    assert sum(1 for call in calls if call[0] != "drop") > len(stream) // 4  # many delivered, not all dropped
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 20, 21, 22, 23, 24, 25, 26, 45, 46, 47, 48, 49, 50, 51, 639, 640, 641,
+                                  642, 643])
+def test_payload_sizes_around_the_simd_blocks(size: int) -> None:
+    payload = bytes((k * 37 + 11) % 256 for k in range(size))
+    text = base64.b64encode(payload).decode()
+    stream = [_audio("9", data=text, length=str(size)), _audio("10", data=text, length=str(size))]
+    for at in range(0, len(text), max(1, len(text) // 7)):
+        stream.append(_audio("11", data=text[:at] + "*" + text[at + 1:], length=str(size)))
+    calls = _run_all(stream)
+    assert calls[0] == ("audio", 7, "Ann", 9, payload)
+    assert calls[1] == ("audio", 7, "Ann", 10, payload)
