@@ -8,6 +8,7 @@ cdef extern from "b64_decode.h" nogil:
     Py_ssize_t gw_b64_decoded_len(const uint8_t* src, Py_ssize_t n)
     Py_ssize_t gw_b64_decode(const uint8_t* src, Py_ssize_t n, uint8_t* dst, Py_ssize_t cap)
     Py_ssize_t gw_b64_decode_scalar(const uint8_t* src, Py_ssize_t n, uint8_t* dst, Py_ssize_t cap)
+    Py_ssize_t gw_b64_decode_exact(const uint8_t* src, Py_ssize_t n, uint8_t* dst, Py_ssize_t out_len)
 
 gw_b64_init()
 
@@ -20,6 +21,12 @@ cdef inline Py_ssize_t b64_decoded_len(const uint8_t* src, Py_ssize_t n) noexcep
 cdef inline Py_ssize_t b64_decode_into(const uint8_t* src, Py_ssize_t n, uint8_t* dst, Py_ssize_t cap) noexcept nogil:
     """Decode padded standard base64; returns bytes written, or -1 on any invalid input/overflow."""
     return gw_b64_decode(src, n, dst, cap)
+
+
+cdef inline Py_ssize_t b64_decode_exact(const uint8_t* src, Py_ssize_t n, uint8_t* dst, Py_ssize_t size) noexcept nogil:
+    """b64_decode_into for a caller that already has ``size == b64_decoded_len(src, n) >= 0``
+    (and ``size`` bytes of room): the length is not worked out twice."""
+    return gw_b64_decode_exact(src, n, dst, size)
 
 
 def b64decode(data, *, bint simd=True) -> bytes:

@@ -61,12 +61,10 @@ static inline Py_ssize_t gw_b64_decoded_len(const uint8_t *src, Py_ssize_t n) {
 }
 
 #ifdef GW_B64_HAVE_AVX2
-/* Decodes whole 32-character blocks while at least `keep` characters remain after the block and
- * 32 bytes of room remain in dst (each block stores 32 bytes, 24 of them real). Stops at the
- * first block with a non-alphabet character. Returns characters consumed (a multiple of 32). */
-__attribute__((target("avx2")))
-static Py_ssize_t gw_b64_decode_avx2(const uint8_t *src, Py_ssize_t n, uint8_t *dst, Py_ssize_t cap,
-                                     Py_ssize_t keep) {
+/* One 32-character block to 24 bytes (in the low 24 bytes of *out); 0 if any character is
+ * outside the alphabet ('=' included). */
+__attribute__((target("avx2"), always_inline))
+static inline int gw_b64_block_avx2(const uint8_t *src, __m256i *out) {
     const __m256i lut_lo = _mm256_setr_epi8(
         0x15, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x13, 0x1A, 0x1B, 0x1B, 0x1B, 0x1A,
         0x15, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x13, 0x1A, 0x1B, 0x1B, 0x1B, 0x1A);
@@ -81,43 +79,66 @@ static Py_ssize_t gw_b64_decode_avx2(const uint8_t *src, Py_ssize_t n, uint8_t *
         2, 1, 0, 6, 5, 4, 10, 9, 8, 14, 13, 12, -1, -1, -1, -1,
         2, 1, 0, 6, 5, 4, 10, 9, 8, 14, 13, 12, -1, -1, -1, -1);
     const __m256i pack_permute = _mm256_setr_epi32(0, 1, 2, 4, 5, 6, -1, -1);
-    Py_ssize_t i = 0, o = 0;
-    while (n - i >= 32 + keep && cap - o >= 32) {
-        __m256i str = _mm256_loadu_si256((const __m256i *)(src + i));
-        __m256i hi_nibbles = _mm256_and_si256(_mm256_srli_epi32(str, 4), mask_2f);
-        __m256i lo_nibbles = _mm256_and_si256(str, mask_2f);
-        __m256i hi = _mm256_shuffle_epi8(lut_hi, hi_nibbles);
-        __m256i lo = _mm256_shuffle_epi8(lut_lo, lo_nibbles);
-        if (!_mm256_testz_si256(lo, hi)) break;
-        __m256i eq_2f = _mm256_cmpeq_epi8(str, mask_2f);
-        __m256i roll = _mm256_shuffle_epi8(lut_roll, _mm256_add_epi8(eq_2f, hi_nibbles));
-        str = _mm256_add_epi8(str, roll);
-        str = _mm256_maddubs_epi16(str, _mm256_set1_epi32(0x01400140));
-        str = _mm256_madd_epi16(str, _mm256_set1_epi32(0x00011000));
-        str = _mm256_shuffle_epi8(str, pack_shuffle);
-        str = _mm256_permutevar8x32_epi32(str, pack_permute);
-        _mm256_storeu_si256((__m256i *)(dst + o), str);
-        i += 32;
-        o += 24;
+    __m256i str = _mm256_loadu_si256((const __m256i *)src);
+    __m256i hi_nibbles = _mm256_and_si256(_mm256_srli_epi32(str, 4), mask_2f);
+    __m256i lo_nibbles = _mm256_and_si256(str, mask_2f);
+    __m256i hi = _mm256_shuffle_epi8(lut_hi, hi_nibbles);
+    __m256i lo = _mm256_shuffle_epi8(lut_lo, lo_nibbles);
+    if (!_mm256_testz_si256(lo, hi)) return 0;
+    __m256i eq_2f = _mm256_cmpeq_epi8(str, mask_2f);
+    __m256i roll = _mm256_shuffle_epi8(lut_roll, _mm256_add_epi8(eq_2f, hi_nibbles));
+    str = _mm256_add_epi8(str, roll);
+    str = _mm256_maddubs_epi16(str, _mm256_set1_epi32(0x01400140));
+    str = _mm256_madd_epi16(str, _mm256_set1_epi32(0x00011000));
+    str = _mm256_shuffle_epi8(str, pack_shuffle);
+    *out = _mm256_permutevar8x32_epi32(str, pack_permute);
+    return 1;
+}
+
+/* Decodes src[0:body) (body a multiple of 4, at least 32; the caller keeps the last, possibly
+ * padded, quantum) into dst, which has `cap` >= body / 4 * 3 bytes of room. Whole blocks are
+ * stored straight while 32 bytes of room remain (each store writes 32, 24 of them real), the
+ * others through a local buffer; a last partial block is decoded as the 32 characters ending at
+ * `body` (overlapping, rewriting the same bytes). Stops at the first block with a non-alphabet
+ * character. Returns characters consumed (a multiple of 4): body when all is done. */
+__attribute__((target("avx2")))
+static Py_ssize_t gw_b64_decode_avx2(const uint8_t *src, Py_ssize_t body, uint8_t *dst, Py_ssize_t cap) {
+    Py_ssize_t nb = body / 32, direct = cap >= 32 ? (cap - 32) / 24 + 1 : 0, k;
+    __m256i v;
+    uint8_t buf[32];
+    if (direct > nb) direct = nb;
+    for (k = 0; k < direct; k++) {
+        if (!gw_b64_block_avx2(src + 32 * k, &v)) return 32 * k;
+        _mm256_storeu_si256((__m256i *)(dst + 24 * k), v);
     }
-    return i;
+    for (; k < nb; k++) {
+        if (!gw_b64_block_avx2(src + 32 * k, &v)) return 32 * k;
+        _mm256_storeu_si256((__m256i *)buf, v);
+        memcpy(dst + 24 * k, buf, 24);
+    }
+    if (32 * nb < body) {
+        if (!gw_b64_block_avx2(src + body - 32, &v)) return 32 * nb;
+        _mm256_storeu_si256((__m256i *)buf, v);
+        memcpy(dst + (body - 32) / 4 * 3, buf, 24);
+    }
+    return body;
 }
 #endif
 
-static Py_ssize_t gw_b64_decode_impl(const uint8_t *src, Py_ssize_t n, uint8_t *dst, Py_ssize_t cap,
-                                     int use_simd) {
-    Py_ssize_t out_len = gw_b64_decoded_len(src, n);
+/* Decodes n characters whose decoded size is out_len (== gw_b64_decoded_len(src, n) >= 0, the
+ * caller's check) into dst (out_len bytes of room). */
+static Py_ssize_t gw_b64_decode_exact_impl(const uint8_t *src, Py_ssize_t n, uint8_t *dst, Py_ssize_t out_len,
+                                           int use_simd) {
     Py_ssize_t i = 0, o = 0, body;
     uint32_t x, a, b, c, d;
-    if (out_len < 0 || out_len > cap) return -1;
     if (n == 0) return 0;
+    body = n - 4;                       /* the last quantum may hold padding */
 #ifdef GW_B64_HAVE_AVX2
-    if (use_simd && n >= 64) {
-        i = gw_b64_decode_avx2(src, n, dst, out_len, 4);
+    if (use_simd && body >= 32) {
+        i = gw_b64_decode_avx2(src, body, dst, out_len);
         o = i / 4 * 3;
     }
 #endif
-    body = n - 4;                       /* the last quantum may hold padding */
     /* 4-byte stores while at least 4 bytes of room remain, then 3 single-byte stores. */
     while (i < body && o + 4 <= out_len) {
         x = gw_b64_d0[src[i]] | gw_b64_d1[src[i + 1]] | gw_b64_d2[src[i + 2]] | gw_b64_d3[src[i + 3]];
@@ -159,6 +180,18 @@ static Py_ssize_t gw_b64_decode_impl(const uint8_t *src, Py_ssize_t n, uint8_t *
     dst[o + 1] = (uint8_t)(x >> 8);
     dst[o + 2] = (uint8_t)(x >> 16);
     return o + 3;
+}
+
+static Py_ssize_t gw_b64_decode_impl(const uint8_t *src, Py_ssize_t n, uint8_t *dst, Py_ssize_t cap,
+                                     int use_simd) {
+    Py_ssize_t out_len = gw_b64_decoded_len(src, n);
+    if (out_len < 0 || out_len > cap) return -1;
+    return gw_b64_decode_exact_impl(src, n, dst, out_len, use_simd);
+}
+
+/* For a caller that has checked out_len == gw_b64_decoded_len(src, n) >= 0 (no second pass). */
+static inline Py_ssize_t gw_b64_decode_exact(const uint8_t *src, Py_ssize_t n, uint8_t *dst, Py_ssize_t out_len) {
+    return gw_b64_decode_exact_impl(src, n, dst, out_len, gw_b64_use_avx2);
 }
 
 static inline Py_ssize_t gw_b64_decode(const uint8_t *src, Py_ssize_t n, uint8_t *dst, Py_ssize_t cap) {

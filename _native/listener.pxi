@@ -302,7 +302,7 @@ cdef class MediaListener(WSListener):
             if dst == NULL:
                 self._drop(kind, DROP_NO_ROOM)
                 return _DROPPED
-            got = b64_decode_into(b64, b64_len, dst, size)
+            got = b64_decode_exact(b64, b64_len, dst, size)
             if got < 0:
                 if fast:
                     return _FALLBACK     # reservation abandoned; the slow path says why
@@ -317,7 +317,7 @@ cdef class MediaListener(WSListener):
             return _OK
         if size > self._scratch_cap:
             self._grow_scratch(size)
-        got = b64_decode_into(b64, b64_len, <uint8_t*>PyByteArray_AS_STRING(self._scratch), size)
+        got = b64_decode_exact(b64, b64_len, <uint8_t*>PyByteArray_AS_STRING(self._scratch), size)
         if got < 0:
             if fast:
                 return _FALLBACK
@@ -341,7 +341,7 @@ cdef class MediaListener(WSListener):
         """Whether the base64 decodes (rare path: length mismatch must rank below bad base64)."""
         if size > self._scratch_cap:
             self._grow_scratch(size)
-        return b64_decode_into(b64, b64_len, <uint8_t*>PyByteArray_AS_STRING(self._scratch), size) >= 0
+        return b64_decode_exact(b64, b64_len, <uint8_t*>PyByteArray_AS_STRING(self._scratch), size) >= 0
 
     cdef void _grow_scratch(self, Py_ssize_t size) noexcept:
         # A new buffer, never a resize: a sink that (wrongly) kept the old view keeps valid memory.
