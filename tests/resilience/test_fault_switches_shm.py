@@ -66,15 +66,26 @@ async def test_ignore_client_keepalive_timeout_and_recovery(sim_factory: Any, tm
     """The server ignores everything the client sends: after three unanswered keep-alives it drops
     the connection (keep-alive timeout), the gateway reconnects once the server listens again."""
 
+    timeouts: list[str] = []
+
     async def scenario(ctx: Ctx) -> None:
-        ctx.stream.faults.ignore_client = True
-        await wait_for(lambda: bool(ctx.cuts), timeout_s=10)  # the server's keep-alive timeout
-        ctx.stream.faults.ignore_client = False
+        s = ctx.stream
+        keepalive_timeout = s._keepalive_timeout
+
+        def listen_again(conn: Any) -> None:  # the server listens again as it drops the silent socket, so
+            timeouts.append(conn.label)  # the reconnect's msg 7 is never ignored (no race with this test)
+            s.faults.ignore_client = False
+            keepalive_timeout(conn)
+
+        s._keepalive_timeout = listen_again  # type: ignore[method-assign]
+        s.faults.ignore_client = True
+        await wait_for(lambda: bool(timeouts), timeout_s=10)  # three keep-alives unanswered (as far as it knows)
         await wait_for(lambda: ctx.stream.client.signaling_accepted + media_ok(ctx) >= 3, timeout_s=10)
         await ctx.flow(40)
         ctx.outage()
 
     res = await run_stream(sim_factory, tmp_path, scenario)
+    assert timeouts and timeouts[0] in ("signaling", "media:audio")
     checked = check_rings(res)
     assert assert_lost_accounted(res, checked) > 0
     assert res.ended["stats"]["reconnects"] + res.ended["stats"]["media_reconnects"] >= 1
