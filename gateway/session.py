@@ -106,6 +106,8 @@ DEFAULT_EVENTS: dict[Product, tuple[int, ...]] = {
 }
 #: kinds whose server_urls key is UNCONFIRMED: fall back to the ``all`` URL (PROTOCOL.md 2.5).
 _ALL_FALLBACK_KINDS = frozenset({"deskshare", "chat"})
+#: how long a stale-interruption probe (msg 19) waits for msg 20 before reconnecting anyway.
+_PROBE_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +247,8 @@ class StreamSession:
         self.participants: dict[int, str | None] = {}
         self.reconnects = 0
         self.media_reconnects = 0
+        #: ``*.rtms_interrupted`` webhooks ignored because the current signaling socket still answered.
+        self.stale_interruptions = 0
         self.rtt_ms: float | None = None
         #: participants whose camera is on (events 8/9/4), in the order they turned it on.
         self.video_on: dict[int, None] = {}
@@ -436,6 +440,7 @@ class StreamSession:
             "rtt_ms": self.rtt_ms,
             "reconnects": self.reconnects,
             "media_reconnects": self.media_reconnects,
+            "stale_interruptions": self.stale_interruptions,
             "participants": len(self.participants),
             "video_user": self.video_user,
             "video_on": list(self.video_on),
@@ -501,6 +506,10 @@ class StreamSession:
         elif kind == "interrupted":
             if self._no_reconnect:
                 raise _Stop
+            if await self._signaling_answers():
+                self.stale_interruptions += 1
+                log.info("stream %s: rtms_interrupted, but the current signaling socket answers: it was for one already replaced", self.target.stream_id)
+                return
             log.info("stream %s: interrupted; reconnecting", self.target.stream_id)
             await self._reconnect_all("interrupted")
         elif kind == "watchdog":
@@ -512,6 +521,29 @@ class StreamSession:
         elif kind == "media":
             self._pending_media.discard(arg)
             await self._recover_media(arg)
+
+    async def _signaling_answers(self) -> bool:
+        """Whether the server still holds the current signaling socket (msg 19 answered on it, stream not interrupted).
+
+        Zoom sends ``*.rtms_interrupted`` for every signaling socket it loses, also one this session
+        closed itself (watchdog re-handshake, failover): acting on that late webhook would cut the new,
+        healthy connection, the server would report that one too, and so on (a reconnect storm that
+        starves the stream of audio). A socket the server lost is closed or stays silent: reconnect.
+        """
+        sig = self._signaling
+        if sig is None or sig.closed or not sig.connected:
+            return False
+        reply = sig.expect(MsgType.STREAM_STATE_RESP)
+        if not sig.send(protocol.build_stream_state_request(self.target.stream_id)):
+            reply.cancel()
+            return False
+        try:
+            async with asyncio.timeout(min(self.settings.handshake_timeout_s, _PROBE_TIMEOUT_S)):
+                doc = await reply
+        except (TimeoutError, ConnectionError, SessionClosed):
+            return False
+        state = doc.get("state")
+        return isinstance(state, int) and state in (StreamState.ACTIVE, StreamState.PAUSED, StreamState.RESUMED)
 
     def _watchdog_remaining(self) -> float:
         sig = self._signaling
