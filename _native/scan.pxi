@@ -21,6 +21,7 @@ cdef enum:
     SCAN_MAX_SPANS = 12
     TEMPLATE_MAX_LITERAL = 256
     TEMPLATE_MAX_VALUE = 48
+    TEMPLATE_MAX_FLAT = 512
 
 # Byte classes inside a JSON string: 0 plain ASCII, 1 quote, 2 backslash, 3 control, 4 non-ASCII.
 cdef uint8_t _STR_CLASS[256]
@@ -182,6 +183,21 @@ cdef struct ScanTemplate:
     int val_len[12]              # cached value bytes per slot (0: nothing cached)
     int64_t val_int[12]          # its parsed value (msg_type, user_id, length)
     uint8_t val[12 * 48]         # TEMPLATE_MAX_VALUE bytes per slot
+    # The same template flattened once every cached value matched a message: the literals and
+    # cached values folded into a few segments around the values that change (data, timestamp),
+    # so a message of a steady stream is three compares, the base64 and one integer.
+    bint flat_valid
+    int flat_n                   # values between the segments (data, timestamp)
+    int flat_key[12]
+    int flat_off[13]
+    int flat_len[13]
+    int flat_name_seg            # segment holding the user_name value (-1: none)
+    int flat_name_off            # its opening quote's offset in that segment
+    int flat_name_len
+    int64_t flat_msg_type
+    uint32_t flat_user_id
+    int64_t flat_length
+    uint8_t flat[512]            # TEMPLATE_MAX_FLAT
 
 
 cdef inline bint _is_ws(uint8_t c) noexcept nogil:
@@ -681,7 +697,52 @@ cdef void learn_template(ScanTemplate* t, const uint8_t* p, Py_ssize_t n, const 
             pos = s.span_end[k]
     t.nvals = s.nspans
     t.data_len = s.data_len
+    t.flat_valid = False
     t.valid = True
+
+
+cdef void _build_flat(ScanTemplate* t) noexcept nogil:
+    """Fold the literals and every cached value into segments around data and timestamp."""
+    cdef int k, key, j = 0, off = 0, seg = 0, vlen
+    t.flat_valid = False
+    t.flat_name_seg = -1
+    t.flat_msg_type = 0
+    t.flat_user_id = 0
+    t.flat_length = -1
+    for k in range(t.nvals + 1):
+        if off + t.lit_len[k] > TEMPLATE_MAX_FLAT:
+            return
+        memcpy(t.flat + off, t.lit + t.lit_off[k], t.lit_len[k])
+        off += t.lit_len[k]
+        if k == t.nvals:
+            break
+        key = t.key[k]
+        if key == K_DATA or key == K_TIMESTAMP:
+            t.flat_off[j] = seg
+            t.flat_len[j] = off - seg
+            t.flat_key[j] = key
+            j += 1
+            seg = off
+            continue
+        vlen = t.val_len[k]
+        if vlen == 0 or off + vlen > TEMPLATE_MAX_FLAT:
+            return               # a value that is not cached: no flat form
+        if key == K_MSG_TYPE:
+            t.flat_msg_type = t.val_int[k]
+        elif key == K_USER_ID:
+            t.flat_user_id = <uint32_t>t.val_int[k]
+        elif key == K_LENGTH:
+            t.flat_length = t.val_int[k]
+        elif key == K_USER_NAME:
+            t.flat_name_seg = j
+            t.flat_name_off = off - seg
+            t.flat_name_len = vlen - 2
+        memcpy(t.flat + off, t.val + k * TEMPLATE_MAX_VALUE, vlen)
+        off += vlen
+    t.flat_off[j] = seg
+    t.flat_len[j] = off - seg
+    t.flat_n = j
+    t.flat_valid = True
 
 
 cdef inline bint _same_bytes(const uint8_t* a, const uint8_t* b, Py_ssize_t n) noexcept nogil:
@@ -713,22 +774,80 @@ cdef inline bint _same_bytes(const uint8_t* a, const uint8_t* b, Py_ssize_t n) n
     return True
 
 
+cdef inline Py_ssize_t _template_data(const uint8_t* p, Py_ssize_t pos, Py_ssize_t n, const ScanTemplate* t,
+                                      MediaScan* s) noexcept nogil:
+    """The data string at p[pos] (its opening quote): index after it, -1 to fall back."""
+    cdef const uint8_t* quote
+    if pos >= n or p[pos] != c'"':
+        return -1
+    # Same length as last time? Then no search: a quote earlier in the span is not
+    # base64, so the decoder rejects it and the listener falls back.
+    if pos + 1 + t.data_len < n and p[pos + 1 + t.data_len] == c'"':
+        quote = p + pos + 1 + t.data_len
+    else:
+        quote = <const uint8_t*>memchr(p + pos + 1, c'"', n - pos - 1)
+        if quote == NULL:
+            return -1
+    s.data = p + pos + 1
+    s.data_len = quote - p - pos - 1
+    return quote - p + 1
+
+
+cdef inline int _scan_flat(const uint8_t* p, Py_ssize_t n, const ScanTemplate* t, MediaScan* s) noexcept nogil:
+    """The flat template: SCAN_MEDIA when every segment is there byte for byte around valid values."""
+    cdef Py_ssize_t pos = 0, name_at = 0, seg_len
+    cdef int j
+    for j in range(t.flat_n):
+        seg_len = t.flat_len[j]
+        if pos + seg_len > n or not _same_bytes(p + pos, t.flat + t.flat_off[j], seg_len):
+            return SCAN_FALLBACK
+        if j == t.flat_name_seg:
+            name_at = pos
+        pos += seg_len
+        if t.flat_key[j] == K_DATA:
+            pos = _template_data(p, pos, n, t, s)
+        else:                    # K_TIMESTAMP
+            if _is_null(p, pos, n):
+                return SCAN_FALLBACK
+            pos = _scan_int(p, pos, n, &s.timestamp)
+        if pos < 0:
+            return SCAN_FALLBACK
+    seg_len = t.flat_len[t.flat_n]
+    if pos + seg_len != n or not _same_bytes(p + pos, t.flat + t.flat_off[t.flat_n], seg_len):
+        return SCAN_FALLBACK
+    if t.flat_n == t.flat_name_seg:
+        name_at = pos
+    s.msg_type = t.flat_msg_type
+    s.user_id = t.flat_user_id
+    s.length = t.flat_length
+    if t.flat_name_seg >= 0:
+        s.name = p + name_at + t.flat_name_off + 1
+        s.name_len = t.flat_name_len
+    return SCAN_MEDIA
+
+
 cdef int scan_with_template(const uint8_t* p, Py_ssize_t n, ScanTemplate* t, MediaScan* s) noexcept nogil:
     """SCAN_MEDIA when the frame has the template's exact literals and valid values in between.
 
-    Updates the template's value cache with values that changed."""
+    Tries the flat form first; slot by slot, updates the value cache with values that changed,
+    and (re)builds the flat form when every cached value matched."""
     cdef Py_ssize_t pos = 0, lit_len, start, vlen
     cdef int k, key
-    cdef bint present
+    cdef bint present, all_cached = True
     cdef int64_t ignored
     cdef const uint8_t* ignored_str
-    cdef const uint8_t* quote
     cdef Py_ssize_t ignored_len
     s.user_id = 0
     s.name = NULL
     s.name_len = 0
     s.length = -1
     s.templatable = False
+    if t.flat_valid and _scan_flat(p, n, t, s) == SCAN_MEDIA:
+        return SCAN_MEDIA
+    s.user_id = 0
+    s.name = NULL
+    s.name_len = 0
+    s.length = -1
     for k in range(t.nvals):
         lit_len = t.lit_len[k]
         if pos + lit_len > n or not _same_bytes(p + pos, t.lit + t.lit_off[k], lit_len):
@@ -751,19 +870,9 @@ cdef int scan_with_template(const uint8_t* p, Py_ssize_t n, ScanTemplate* t, Med
             continue
         start = pos
         if key == K_DATA:
-            if pos >= n or p[pos] != c'"':
+            pos = _template_data(p, pos, n, t, s)
+            if pos < 0:
                 return SCAN_FALLBACK
-            # Same length as last time? Then no search: a quote earlier in the span is not
-            # base64, so the decoder rejects it and the listener falls back.
-            if pos + 1 + t.data_len < n and p[pos + 1 + t.data_len] == c'"':
-                quote = p + pos + 1 + t.data_len
-            else:
-                quote = <const uint8_t*>memchr(p + pos + 1, c'"', n - pos - 1)
-                if quote == NULL:
-                    return SCAN_FALLBACK
-            s.data = p + pos + 1
-            s.data_len = quote - p - pos - 1
-            pos = quote - p + 1
             continue
         elif key == K_TIMESTAMP:
             if _is_null(p, pos, n):
@@ -794,7 +903,10 @@ cdef int scan_with_template(const uint8_t* p, Py_ssize_t n, ScanTemplate* t, Med
         if pos < 0:
             return SCAN_FALLBACK
         _cache_value(t, k, p, start, pos, _scanned_value(s, key))
+        all_cached = False
     lit_len = t.lit_len[t.nvals]
     if pos + lit_len != n or not _same_bytes(p + pos, t.lit + t.lit_off[t.nvals], lit_len):
         return SCAN_FALLBACK
+    if all_cached:
+        _build_flat(t)           # a steady stream: the next message takes the flat form
     return SCAN_MEDIA

@@ -72,3 +72,29 @@ def test_payload_sizes_around_the_simd_blocks(size: int) -> None:
     calls = _run_all(stream)
     assert calls[0] == ("audio", 7, "Ann", 9, payload)
     assert calls[1] == ("audio", 7, "Ann", 10, payload)
+
+
+def test_flat_template_then_every_single_byte_edit_agrees() -> None:
+    """A steady stream (learned, then every cached value matched: the flat form), then each byte
+    of the message replaced in turn, each edit followed by the original again."""
+    base = _audio("1738392033699", user_id="16778240", name='"John Smith"', length="48")
+    stream = [base, base, base]
+    for at in range(len(base)):
+        for edit in (b"0", b'"', b"A"):
+            if base[at:at + 1] != edit:
+                stream += [base[:at] + edit + base[at + 1:], base]
+    calls = _run_all(stream)
+    assert calls[2] == ("audio", 16778240, "John Smith", 1738392033699, bytes(range(48)))
+
+
+@pytest.mark.parametrize("with_name", [True, False])
+def test_flat_template_with_alternating_users_agrees(with_name: bool) -> None:
+    """Multi-stream audio: users take turns, so the flat form is rebuilt or bypassed often."""
+    stream = []
+    for k in range(40):
+        user = (k % 3) if k < 20 else (k // 2 % 2)
+        name = f'"user {user}"' if with_name else "null"
+        stream.append(_audio(str(1000 + k), user_id=str(100 + user), name=name, length="48"))
+    calls = _run_all(stream)
+    assert [call[1] for call in calls] == [100 + ((k % 3) if k < 20 else (k // 2 % 2)) for k in range(40)]
+    assert [call[3] for call in calls] == [1000 + k for k in range(40)]
