@@ -262,9 +262,12 @@ cdef class MediaListener(WSListener):
             if scanned == SCAN_MEDIA:
                 learn_template(&self._template, p, n, &scan)
         if scanned == SCAN_MEDIA:
-            if self._deliver_binary(<int>(scan.msg_type - MT_AUDIO), scan.user_id, scan.timestamp, scan.data,
-                                    scan.data_len, scan.length, scan.name, scan.name_len, None,
-                                    True) != _FALLBACK:
+            if self._nsink is not None:
+                if self._deliver_native(&scan) != _FALLBACK:
+                    return
+            elif self._deliver_binary(<int>(scan.msg_type - MT_AUDIO), scan.user_id, scan.timestamp, scan.data,
+                                      scan.data_len, scan.length, scan.name, scan.name_len, None,
+                                      True) != _FALLBACK:
                 return
         self.slow_path += 1
         try:
@@ -272,6 +275,36 @@ cdef class MediaListener(WSListener):
         except Exception:
             self.callback_errors += 1
             _listener_log.exception("media listener slow path raised")
+
+    cdef inline int _deliver_native(self, const MediaScan* scan) noexcept:
+        """The fast path into a NativeSink (what _deliver_binary does with ``fast``): reserve,
+        decode in place, commit. One exception frame for both sink calls."""
+        cdef int kind = <int>(scan.msg_type - MT_AUDIO)
+        cdef Py_ssize_t size = b64_decoded_len(scan.data, scan.data_len)
+        cdef Py_ssize_t got
+        cdef uint8_t* dst
+        cdef bint committing = False
+        if size < 0 or (scan.length >= 0 and scan.length != size):
+            return _FALLBACK
+        try:
+            dst = self._nsink.reserve(kind, scan.user_id, scan.timestamp, size)
+            if dst == NULL:
+                self._drop(kind, DROP_NO_ROOM)
+                return _DROPPED
+            got = b64_decode_exact(scan.data, scan.data_len, dst, size)
+            if got < 0:
+                return _FALLBACK     # reservation abandoned; the slow path says why
+            self.media_frames += 1
+            committing = True
+            self._nsink.commit(kind, scan.user_id, scan.timestamp, got, <const char*>scan.name, scan.name_len)
+        except Exception:
+            self.callback_errors += 1
+            if committing:
+                _listener_log.exception("NativeSink.commit raised")
+                return _OK
+            _listener_log.exception("NativeSink.reserve raised")
+            return _DROPPED
+        return _OK
 
     cdef int _deliver_binary(self, int kind, uint32_t user_id, int64_t timestamp, const uint8_t* b64,
                              Py_ssize_t b64_len, int64_t length, const uint8_t* name, Py_ssize_t name_len,
@@ -477,13 +510,17 @@ cdef class _RecordingSink(NativeSink):
     cdef bytearray _buf
     cdef public list calls
     cdef public bint refuse          # reserve() returns NULL (no room)
+    cdef public object fail          # "reserve" or "commit": that call raises RuntimeError
 
     def __init__(self):
         self._buf = bytearray(64)
         self.calls = []
         self.refuse = False
+        self.fail = None
 
     cdef uint8_t* reserve(self, int kind, uint32_t user_id, int64_t timestamp, Py_ssize_t nbytes) except? NULL:
+        if self.fail == "reserve":
+            raise RuntimeError("reserve failed")
         if self.refuse:
             return NULL
         self._buf = bytearray(nbytes + 1)
@@ -494,6 +531,8 @@ cdef class _RecordingSink(NativeSink):
                     const char* user_name, Py_ssize_t name_len) except -1:
         if self._buf[len(self._buf) - 1] != 0xA5:
             raise AssertionError("decoder wrote past the reservation")
+        if self.fail == "commit":
+            raise RuntimeError("commit failed")
         name = user_name[:name_len].decode("utf-8") if user_name != NULL else None
         self.calls.append((_kind_name(kind), user_id, name, timestamp, bytes(self._buf[:nbytes])))
         return 0
@@ -507,6 +546,7 @@ cdef class _BenchSink(NativeSink):
 
     cdef uint8_t* _ring
     cdef bytearray _mem
+    cdef Py_ssize_t _size
     cdef Py_ssize_t _pos
     cdef readonly uint64_t commits
     cdef readonly uint64_t committed_bytes
@@ -515,12 +555,13 @@ cdef class _BenchSink(NativeSink):
     def __init__(self, Py_ssize_t size=1 << 20):
         self._mem = bytearray(size)
         self._ring = <uint8_t*>PyByteArray_AS_STRING(self._mem)
+        self._size = size
         self._pos = 0
 
     cdef uint8_t* reserve(self, int kind, uint32_t user_id, int64_t timestamp, Py_ssize_t nbytes) except? NULL:
-        if nbytes > len(self._mem):
+        if nbytes > self._size:
             return NULL
-        if self._pos + nbytes > len(self._mem):
+        if self._pos + nbytes > self._size:
             self._pos = 0
         return self._ring + self._pos
 

@@ -98,3 +98,25 @@ def test_flat_template_with_alternating_users_agrees(with_name: bool) -> None:
     calls = _run_all(stream)
     assert [call[1] for call in calls] == [100 + ((k % 3) if k < 20 else (k // 2 % 2)) for k in range(40)]
     assert [call[3] for call in calls] == [1000 + k for k in range(40)]
+
+
+@pytest.mark.parametrize("fail", ["reserve", "commit"])
+def test_native_sink_raising_is_counted_not_raised(fail: str) -> None:
+    """Reserve or commit raising: a callback error, logged; a failed commit still counts the frame."""
+    from tests.native.helpers import RecordingControl, native_module
+
+    native = native_module()
+    sink = native._RecordingSink()
+    listener = native.MediaListener(sink, RecordingControl())
+    frame = _audio("5")
+    listener.feed(frame)
+    sink.fail = fail
+    listener.feed(frame)
+    listener.feed(frame)
+    sink.fail = None
+    listener.feed(frame)
+    stats = listener.stats()
+    assert stats["callback_errors"] == 2
+    assert stats["media_frames"] == (4 if fail == "commit" else 2)
+    assert stats["drops"] == 0 and stats["slow_path"] == 0
+    assert len(sink.calls) == 2
