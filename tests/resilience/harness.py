@@ -281,14 +281,19 @@ def check_rings(res: Result) -> Checked:
     return Checked(sorted(lost, key=lambda p: (p[1], p[0])), frames, gap_frames, users)
 
 
-def assert_lost_accounted(res: Result, checked: Checked) -> int:
+def assert_lost_accounted(res: Result, checked: Checked, late: frozenset[tuple[int, int]] = frozenset()) -> int:
     """Lost packets only where a socket was cut: among the last sent on it, bounded, and counted.
 
-    The gateway's own count of audio messages read must equal what the simulator sent minus the
-    copies lost, so no packet is unaccounted for on either side. Returns how many packets of the
-    outages (:meth:`Ctx.outage`) were replayed after the reconnection, all of them in the rings.
+    ``late``: packets the scenario expects the gateway to read but the engine to drop as late (sent
+    after their reorder window closed): they must be exactly the marked-gap packets not explained by
+    a cut, and they count as read. The gateway's own count of audio messages read must equal what
+    the simulator sent minus the copies lost, so no packet is unaccounted for on either side.
+    Returns how many packets of the outages (:meth:`Ctx.outage`) were replayed after the
+    reconnection, all of them in the rings.
     """
     sent = res.stream.sent
+    assert late <= set(checked.lost), f"expected late packets that landed: {sorted(late - set(checked.lost))}"
+    checked = dataclasses.replace(checked, lost=[p for p in checked.lost if p not in late])
     if not res.cuts:
         assert checked.lost == [], f"packets lost without any socket cut: {checked.lost}"
     allowed: set[tuple[int, int]] = set()

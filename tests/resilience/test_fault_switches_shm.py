@@ -151,20 +151,42 @@ def _per_packet(kind: str, content: Any) -> dict[str, list[tuple[int, int]]]:
     return {kind: [inside_turn(content, 160, 460, 3, 0), inside_turn(content, 520, 900, 3, 1)]}
 
 
-@pytest.mark.parametrize("kind", ["drop", "duplicate", "swap", "delay"])
+def _turn_end(content: Any, t0_ms: int, t1_ms: int) -> tuple[int, int, int]:
+    """``(user, t, t_next)``: a turn's last packet in ``[t0, t1)`` and that user's next packet, > reorder window later."""
+    talk = talk_times(content, 0, t1_ms + 2000)
+    for uid in sorted(talk):
+        ts = talk[uid]
+        for k, t in enumerate(ts[:-1]):
+            if t0_ms <= t < t1_ms and ts[k + 1] - t > REORDER_MS + 20:
+                return uid, t, ts[k + 1]
+    raise AssertionError(f"no turn ends within [{t0_ms}, {t1_ms}) ms")
+
+
+@pytest.mark.parametrize("kind", ["drop", "duplicate", "swap", "delay", "delay_past_turn"])
 async def test_audio_fault(sim_factory: Any, tmp_path: Any, kind: str) -> None:
-    """One AudioFaults switch at two packets inside speakers' turns (backlog burst and live)."""
+    """One AudioFaults switch at two packets inside speakers' turns (backlog burst and live).
+
+    ``delay_past_turn``: a turn's last packet swapped with the next one of its speaker, which comes
+    only with the next turn, well past the reorder window: the gateway reads it, the engine drops it
+    as late (never patched into published audio) and its samples stay a marked gap.
+    """
     from gateway.sim.content import MeetingContent
     from tests.resilience.harness import SEED
 
     content = MeetingContent(3, seed=SEED, late_join_ms=None, leave_ms=None)
-    picks = _per_packet(kind, content)[kind]
+    if kind == "delay_past_turn":
+        u, t, t_next = _turn_end(content, 400, 1000)
+        picks = [(u, t)]
+    else:
+        picks = _per_packet(kind, content)[kind]
 
     def before(stream: Any) -> None:
         f, t0 = stream.faults.audio, stream.started_ms
         keys = {(u, t0 + t) for u, t in picks}
         if kind == "delay":
             f.delay = dict.fromkeys(keys, 3)
+        elif kind == "delay_past_turn":
+            f.swap = keys
         else:
             setattr(f, kind, keys)
 
@@ -176,6 +198,14 @@ async def test_audio_fault(sim_factory: Any, tmp_path: Any, kind: str) -> None:
     keys = sorted((u, t0 + t) for u, t in picks)
     stats = engine_stats(res)
     checked = check_rings(res)
+    if kind == "delay_past_turn":
+        assert sent.audio_reordered == [(u, t0 + t, 1)]
+        order = [ts for ts, _ in sent.audio[u]]
+        assert order[order.index(t0 + t) - 1] == t0 + t_next  # went out with the next turn
+        assert checked.lost == keys  # read, dropped as late: a marked gap exactly over it
+        assert_lost_accounted(res, checked, late=frozenset(keys))
+        assert stats["late_packets"] == 1 and stats["reorders"] == 0 and stats["duplicates"] == 0
+        return
     assert_lost_accounted(res, checked)
     assert stats["late_packets"] == 0 and stats["decode_errors"] == 0
     if kind == "drop":
@@ -210,7 +240,8 @@ async def test_random_drop_duplicate_reorder(sim_factory: Any, tmp_path: Any) ->
     Exact accounting: a dropped packet is a marked gap; a duplicate adds nothing; a reordered packet
     lands in place unless it went out more than the reorder window after its time (held across the
     end of its speaker's turn): then the engine drops it as late (by design, never patched in) and
-    it stays a marked gap. The late ones are exactly the engine's ``late_packets``.
+    it stays a marked gap. The late ones are exactly those (this seed has one) and the engine's
+    ``late_packets``.
     """
     from gateway.sim.content import MeetingContent
     from tests.resilience.harness import SEED
@@ -218,7 +249,7 @@ async def test_random_drop_duplicate_reorder(sim_factory: Any, tmp_path: Any) ->
     content = MeetingContent(3, seed=SEED, late_join_ms=None, leave_ms=None)
 
     def before(stream: Any) -> None:
-        stream.faults.audio = AudioFaults(drop_p=0.05, duplicate_p=0.05, reorder_p=0.08, max_delay=3, seed=7)
+        stream.faults.audio = AudioFaults(drop_p=0.05, duplicate_p=0.05, reorder_p=0.08, max_delay=3, seed=14)
 
     async def scenario(ctx: Ctx) -> None:
         await ctx.flow(1200)
@@ -238,10 +269,10 @@ async def test_random_drop_duplicate_reorder(sim_factory: Any, tmp_path: Any) ->
             if release - (ts - t0) > REORDER_MS:
                 may_be_late.add((u, ts))
     late = set(checked.lost)
-    assert late <= may_be_late, f"lost but not held past the reorder window: {sorted(late - may_be_late)}"
+    assert late == may_be_late and late, f"late {sorted(late)}, held past the reorder window {sorted(may_be_late)}"
     assert stats["late_packets"] == len(late) and stats["duplicates"] == len(sent.audio_duplicated)
-    assert res.ended["stats"]["frames"]["audio"] == sent.media_counts["audio"]  # every message read; none lost
     assert not res.cuts
+    assert_lost_accounted(res, checked, late=frozenset(late))  # every message read; none lost
 
 
 @pytest.mark.parametrize("engine", [True, False], ids=["engine", "native"])
