@@ -16,6 +16,15 @@ of what it sent (``SentRecord``), per distinct packet:
   returned for the scenario to account for (none unless a socket was cut, and only among the
   packets sent on the cut socket just before the cut: see :class:`Cut`).
 
+What the simulator records about a cut (gateway/sim/server.py): a packet enters ``SentRecord.audio``
+when it is written to the socket, so a cut can lose packets the gateway had not read yet; they are
+not in ``audio_dropped`` (that lists only what the faults withheld) and are never sent again (the
+audio cursor is past them). The simulator keeps no per-socket record, so :class:`Cut` snapshots the
+per-user send counts at each cut (it wraps the stream's ``interrupt_signaling``, ``_media_lost`` and
+``failover``); a lost packet must be among the last ``IN_FLIGHT_MAX`` sent before some cut. Audio
+produced while no media socket was ready is replayed from the cursor after the reconnection (up to
+``audio_buffer_s``, 60 s); :meth:`Ctx.outage` marks such spans, whose packets must all be in the rings.
+
 Timers: the simulator runs with ``FAST_SIM`` (x0.05 windows and keep-alives); the gateway's sessions
 get a short reconnect backoff (``BACKOFF_S``) instead of Zoom's 3 s so retries take a fraction of a
 second. Nothing asserts on the wall clock: waits are bounded polls.
@@ -47,7 +56,7 @@ from tests.gateway.test_app_fakes import CLIENT_SECRET, WEBHOOK_SECRET, make_con
 RATE, SPP = 16000, 320  # L16 16 kHz, 20 ms packets (the raw protocol's defaults)
 BACKOFF_S = (0.2,)
 #: most packets one cut socket may lose in flight (sent by the simulator, never read by the gateway):
-#: what a 20 ms tick puts on the wire for three speakers, twice over.
+#: what a 20 ms tick puts on the wire for three speakers, twice over (0 to 2 seen on loopback).
 IN_FLIGHT_MAX = 6
 #: a meeting whose three speakers all talk, often at once, in the first 1.6 s (no silent tick)
 SEED = 14
@@ -101,6 +110,8 @@ class Ctx:
 
 @dataclass
 class Result:
+    """One finished stream: the simulator's records, what the consumer read, the gateway's final stats."""
+
     stream: SimStream
     npz: Any
     ended: dict[str, Any]
