@@ -588,27 +588,37 @@ cdef class _BenchBareListener(WSListener):
     """Benchmark ceiling: a C-level picows listener that only counts frames (no parsing at all).
 
     ``done`` (an asyncio future) gets ``time.perf_counter_ns()`` when frame number ``total`` arrives;
-    ``started`` is taken on connect with the same clock.
+    ``started`` is taken on connect with the same clock. ``started_cpu``/``ended_cpu``: the
+    thread's CPU time (``time.thread_time_ns()``) at the same two points.
     """
 
     cdef readonly uint64_t seen
     cdef readonly uint64_t total
     cdef readonly object done
     cdef readonly object started
+    cdef readonly object started_cpu
+    cdef readonly object ended_cpu
     cdef object _clock
+    cdef object _cpu_clock
 
     def __init__(self, uint64_t total, done):
         import time
         self.total = total
         self.done = done
         self._clock = time.perf_counter_ns
+        self._cpu_clock = time.thread_time_ns
         self.seen = 0
         self.started = 0
+        self.started_cpu = 0
+        self.ended_cpu = 0
 
     cpdef on_ws_connected(self, WSTransport transport):
+        self.started_cpu = self._cpu_clock()
         self.started = self._clock()
 
     cpdef on_ws_frame(self, WSTransport transport, WSFrame frame):
         self.seen += 1
         if self.seen == self.total:
-            self.done.set_result(self._clock())
+            end = self._clock()
+            self.ended_cpu = self._cpu_clock()
+            self.done.set_result(end)

@@ -793,6 +793,31 @@ cdef inline Py_ssize_t _template_data(const uint8_t* p, Py_ssize_t pos, Py_ssize
     return quote - p + 1
 
 
+cdef inline Py_ssize_t _scan_tail_uint(const uint8_t* p, Py_ssize_t pos, Py_ssize_t end, int64_t* out) noexcept nogil:
+    """Digits filling exactly p[pos:end] (1 to 16, no leading zero): ``end``, else -1.
+
+    For the last value of a flat template, whose end is fixed by the final segment: two loads
+    ending at ``end``, no search. Anything else (a sign, more digits, a float) is -1, and the
+    slot-by-slot template, which would reject this frame's flat form anyway, decides."""
+    cdef Py_ssize_t count = end - pos
+    cdef uint64_t lo, hi
+    if count < 1 or count > 16 or end < 16 or (p[pos] == c'0' and count > 1):
+        return -1
+    memcpy(&lo, p + end - 8, 8)
+    if count <= 8:
+        lo >>= 8 * (8 - count)
+        if _nondigits(lo) & (0xFFFFFFFFFFFFFFFFULL >> (8 * (8 - count))):
+            return -1
+        out[0] = <int64_t>_parse_digits(lo, count)
+        return end
+    memcpy(&hi, p + end - 16, 8)
+    hi >>= 8 * (16 - count)
+    if _nondigits(lo) or (_nondigits(hi) & (0xFFFFFFFFFFFFFFFFULL >> (8 * (16 - count)))):
+        return -1
+    out[0] = <int64_t>(_parse_digits(hi, count - 8) * 100000000 + _parse_eight_digits(lo))
+    return end
+
+
 cdef inline int _scan_flat(const uint8_t* p, Py_ssize_t n, const ScanTemplate* t, MediaScan* s) noexcept nogil:
     """The flat template: SCAN_MEDIA when every segment is there byte for byte around valid values."""
     cdef Py_ssize_t pos = 0, name_at = 0, seg_len
@@ -806,6 +831,8 @@ cdef inline int _scan_flat(const uint8_t* p, Py_ssize_t n, const ScanTemplate* t
         pos += seg_len
         if t.flat_key[j] == K_DATA:
             pos = _template_data(p, pos, n, t, s)
+        elif j == t.flat_n - 1:  # K_TIMESTAMP, the last value: it ends where the final segment starts
+            pos = _scan_tail_uint(p, pos, n - t.flat_len[t.flat_n], &s.timestamp)
         else:                    # K_TIMESTAMP
             if _is_null(p, pos, n):
                 return SCAN_FALLBACK
