@@ -122,3 +122,57 @@ def test_native_sink_raising_is_counted_not_raised(fail: str) -> None:
     assert stats["media_frames"] == (4 if fail == "commit" else 2)
     assert stats["drops"] == 0 and stats["slow_path"] == 0
     assert len(sink.calls) == 2
+
+
+# ---------------------------------------------------------------------------- base64, every decoder path
+
+ALPHABET = set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+
+
+def _paths() -> list[str]:
+    from tests.native.helpers import native_module
+
+    return list(native_module().b64_paths())
+
+
+def _decode_with(data: bytes, path: str) -> bytes | None:
+    from tests.native.helpers import native_module
+
+    try:
+        return bytes(native_module().b64decode(data, path=path))
+    except ValueError:
+        return None
+
+
+def test_best_path_is_the_one_reported() -> None:
+    from tests.native.helpers import native_module
+
+    assert native_module().b64_simd() == _paths()[-1]
+    assert _paths()[0] == "scalar"
+
+
+@pytest.mark.parametrize("path", _paths())
+def test_each_decoder_path_round_trips_every_length(path: str) -> None:
+    for size in [*range(400), 640, 1023, 1024, 4095, 8192]:
+        data = bytes((k * 131 + size) % 256 for k in range(size))
+        assert _decode_with(base64.b64encode(data), path) == data, size
+
+
+@pytest.mark.parametrize("path", _paths())
+def test_each_decoder_path_rejects_any_bad_byte_anywhere(path: str) -> None:
+    """160 characters: two 64-character steps, a partial one and the padded last quantum."""
+    encoded = base64.b64encode(bytes((k * 97 + 5) % 256 for k in range(119)))
+    assert encoded.endswith(b"=")
+    for pos in range(len(encoded) - 2):
+        for value in range(256):
+            mutated = bytearray(encoded)
+            mutated[pos] = value
+            expected = base64.b64decode(bytes(mutated)) if value in ALPHABET else None
+            assert _decode_with(bytes(mutated), path) == expected, (pos, value)
+
+
+def test_unknown_decoder_path_is_refused() -> None:
+    from tests.native.helpers import native_module
+
+    with pytest.raises(ValueError, match="not available"):
+        native_module().b64decode(b"QUJD", path="neon")
