@@ -166,7 +166,11 @@ class Soak:
         self.args = args
         self.rng = random.Random(args.seed)
         self.sinks: dict[str, SoakSink] = {}
-        self.results: list[MeetingResult] = []
+        # Aggregates, not one record per meeting: an hour-long run must not grow its own memory
+        # (the RSS slope is a verdict on the gateway). Failed meetings are kept, up to 100.
+        self.totals: Counter[str] = Counter()
+        self.frame_totals: dict[str, Counter[str]] = {key: Counter() for key in ("sent", "delivered", "lost_in_transit")}
+        self.failed: list[MeetingResult] = []
         self.fault_counts: Counter[str] = Counter()
         self.shm_prefix = f"rtms-soak-{uuid.uuid4().hex[:8]}"
         self.shm_directory: Any = None
@@ -287,9 +291,26 @@ class Soak:
             if not stream.terminated:
                 stream.terminate()
         finally:
-            self.results.append(result)
+            self._account(result)
             self.sim.streams.pop(stream.stream_id, None)  # keep the simulator's records bounded
+            self.sim.webhooks.deliveries.clear()  # its log of every webhook POST, too
             self.sinks.pop(stream.stream_id, None)
+
+    def _account(self, result: MeetingResult) -> None:
+        t = self.totals
+        t["checked"] += 1
+        t["exact"] += result.exact
+        t["with_cut_sockets"] += bool(CUTTING & set(result.faults))
+        t["drops"] += result.drops
+        t["injected_drops"] += result.injected_drops
+        t["withheld"] += result.withheld
+        t["duplicated"] += result.duplicated
+        for key, counter in self.frame_totals.items():
+            counter.update(getattr(result, key))
+        if result.outcome != "ok":
+            t["failed"] += 1
+            if len(self.failed) < 100:
+                self.failed.append(result)
 
     async def _wait_flowing(self, stream: SimStream, timeout_s: float) -> SoakSink:
         async with asyncio.timeout(timeout_s):
@@ -409,11 +430,10 @@ class Soak:
         warm = [s for s in self.rss if s[0] >= duration / 3]
         slope = slope_per_min(warm)
         shm1 = shm_segments(self.shm_prefix)
-        failed = [r for r in self.results if r.outcome not in ("ok",)]
-        totals = {key: {k: sum(getattr(r, key).get(k, 0) for r in self.results) for k in KINDS}
-                  for key in ("sent", "delivered", "lost_in_transit")}
+        t = self.totals
+        totals = {key: {k: counter.get(k, 0) for k in KINDS} for key, counter in self.frame_totals.items()}
         checks = {
-            "meetings_all_ok": not failed,
+            "meetings_all_ok": t["failed"] == 0,
             "no_unfinished_meetings": unfinished == 0,
             "fds_flat": len(fds1) - reserve <= len(fds0),
             "sockets_flat": socks1 <= socks0,
@@ -429,15 +449,15 @@ class Soak:
             "seed": self.args.seed,
             "duration_s": round(duration, 1),
             "meetings_started": started,
-            "meetings_checked": len(self.results),
-            "meetings_exact": sum(r.exact for r in self.results),
-            "meetings_with_cut_sockets": sum(bool(CUTTING & set(r.faults)) for r in self.results),
+            "meetings_checked": t["checked"],
+            "meetings_exact": t["exact"],
+            "meetings_with_cut_sockets": t["with_cut_sockets"],
             "faults": dict(self.fault_counts),
             "frames": totals,
-            "drops_counted": sum(r.drops for r in self.results),
-            "malformed_sent": sum(r.injected_drops for r in self.results),
-            "audio_withheld": sum(r.withheld for r in self.results),
-            "audio_duplicated": sum(r.duplicated for r in self.results),
+            "drops_counted": t["drops"],
+            "malformed_sent": t["injected_drops"],
+            "audio_withheld": t["withheld"],
+            "audio_duplicated": t["duplicated"],
             "rss_mib": {
                 "first": round(self.rss[0][1] / (1 << 20), 1) if self.rss else None,
                 "max": round(max(v for _, v in self.rss) / (1 << 20), 1) if self.rss else None,
@@ -450,7 +470,7 @@ class Soak:
             "fds": {"before": len(fds0), "after": len(fds1), "sockets_before": socks0, "sockets_after": socks1, "new": new_fds[:10]},
             "tasks_left": [repr(t) for t in tasks_left][:5],
             "shm": {"enabled": bool(self.args.shm), "segments_live_max": self.shm_live_max, "left": shm1},
-            "failures": [r.__dict__ for r in failed][:20],
+            "failures": [r.__dict__ for r in self.failed][:20],
         }
 
 
