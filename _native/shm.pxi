@@ -194,10 +194,11 @@ DEF _REPAIR_MIN_WAKES = 8       # empty wake-ups in a row before a waiter count 
 
 cdef struct _WakeState:
     # Writer-side memory of one futex line, to repair a waiter count left by a reader that died
-    # asleep (docs/SHM.md section 6): FUTEX_WAKE reports how many sleepers it woke; a count that
-    # stays non-zero while wake after wake finds nobody, for longer than any live reader needs to
-    # get from "I sleep" to sleeping, belongs to nobody.
-    uint32_t empty          # wake-ups in a row that woke nobody
+    # asleep (docs/SHM.md section 6): FUTEX_WAKE reports how many sleepers it woke, so
+    # ``waiters - woken`` bounds the stale part of the count from above; its minimum over wake-ups
+    # spread over longer than any live reader needs from "I sleep" to sleeping is stale.
+    uint32_t empty          # wake-ups in a row where the count exceeded the sleepers woken
+    uint32_t min_excess     # smallest excess over them
     int64_t since_ns        # CLOCK_MONOTONIC_COARSE of the first of them
 
 
@@ -205,26 +206,37 @@ cdef inline void _notify(uint32_t* futex, uint32_t* waiters, _WakeState* st, uin
                          int64_t repair_ns) noexcept nogil:
     """rtms_notify plus the repair of stale waiter counts (never blocks, never loses a wake-up).
 
-    The count is reset with a compare-and-swap from the value read *before* the wake, so a
+    The count is lowered with a compare-and-swap from the value read *before* the wake, so a
     reader that registered since (or left) makes it fail; a reader that was in its "registered,
     not yet asleep" window finds the futex word bumped by this wake and does not sleep. A negative
     count (a repaired reader came back and decremented) is set to zero at once.
     """
     cdef uint32_t seen = rtms_load_acquire_u32(waiters)
-    cdef int64_t now
+    cdef long woken
+    cdef int64_t excess, now
     if seen == 0:
         st.empty = 0
         return
     rtms_fetch_add_u32(futex, 1)
-    if rtms_futex_wake_all(futex) > 0:
+    woken = rtms_futex_wake_all(futex)
+    if <int32_t>seen < 0:
+        if rtms_cas_u32(waiters, seen, 0):
+            repairs[0] += 1
+        st.empty = 0
+        return
+    excess = <int64_t>seen - (woken if woken > 0 else 0)
+    if excess <= 0:
         st.empty = 0
         return
     now = _monotonic_ns()
     if st.empty == 0:
         st.since_ns = now
+        st.min_excess = <uint32_t>excess
+    elif excess < st.min_excess:
+        st.min_excess = <uint32_t>excess
     st.empty += 1
-    if <int32_t>seen < 0 or (st.empty >= _REPAIR_MIN_WAKES and now - st.since_ns >= repair_ns):
-        if rtms_cas_u32(waiters, seen, 0):
+    if st.empty >= _REPAIR_MIN_WAKES and now - st.since_ns >= repair_ns:
+        if rtms_cas_u32(waiters, seen, seen - st.min_excess):
             repairs[0] += 1
         st.empty = 0
 

@@ -76,6 +76,63 @@ def test_killed_sleeper_count_is_repaired_and_live_sleepers_still_wake(make_pub,
     pub.close()
 
 
+def test_dead_count_beside_a_live_sleeper_is_repaired_and_the_live_one_keeps_waking(make_pub, prefix) -> None:
+    """A healthy reader asleep on the same ring is woken by every commit, so wake-ups never find
+    *nobody*; the writer still sees more registrations than sleepers woken, and lowers the count by
+    the smallest such excess (the dead reader's 1), never below the live reader's own."""
+    pub = make_pub()
+    pub.set_waiter_repair(0.05)
+    assert _native._test_write_audio(pub, 0, T0, pcm(0, SPP))
+    written = 1
+    with client.attach("stream-1", prefix=prefix) as s, client.attach("stream-1", prefix=prefix) as other:
+        ring = s.mixed()
+        waiters = ring._r + client.PCM["waiters"]
+        victim = start("sleeper", prefix)
+        try:
+            wait_for_waiters(s, waiters, 1)
+            os.kill(victim.pid, signal.SIGKILL)
+            victim.wait(timeout=60)
+        finally:
+            if victim.poll() is None:
+                victim.kill()
+        live = other.mixed()
+        live.seek_latest()
+        stop = threading.Event()
+        seen: list[int] = []
+
+        def follow(reader: client.AudioReader) -> None:
+            while not stop.is_set():
+                reader.wait(timeout=30.0)
+                seen.append(reader.seek_latest())
+
+        t = threading.Thread(target=follow, args=(live,))
+        t.start()
+        try:
+            wait_for_waiters(s, waiters, 2)
+            for _ in range(5000):  # bounded
+                assert _native._test_write_audio(pub, 0, T0 + 20 * written, pcm(written * SPP, SPP))
+                written += 1
+                if ring.stats()["waiter_repairs"]:
+                    break
+                time.sleep(0.001)
+            assert ring.stats()["waiter_repairs"] == 1
+            for _ in range(4000):  # the live reader keeps following: it sees the newest commit
+                if seen and seen[-1] == written * SPP:
+                    break
+                time.sleep(0.005)
+            assert seen[-1] == written * SPP
+        finally:
+            stop.set()
+            assert _native._test_write_audio(pub, 0, T0 + 20 * written, pcm(written * SPP, SPP))  # wake it to stop
+            written += 1
+            t.join(timeout=60)
+        assert not t.is_alive()
+        assert s._m.u32_at(waiters) == 0  # the live reader left; the dead one's count is gone
+        assert ring.stats()["waiter_repairs"] == 1
+        del live, ring
+    pub.close()
+
+
 def test_stream_wide_line_is_repaired_too(make_pub, prefix) -> None:
     """The stream header's futex (any ring committed) has its own count and the same repair."""
     pub = make_pub()
