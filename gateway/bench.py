@@ -266,8 +266,11 @@ async def _expect(proc: asyncio.subprocess.Process, limit_s: float, want: str) -
 
 
 async def run_probe(contender: str, meetings: int, *, speakers: int = 3, seconds: float = 3.0, warmup_s: float = 1.0,
-                    pace: str = "realtime", progress: Progress | None = None) -> Probe:
-    """Start a simulator here and the contender in a child process; measure one window."""
+                    pace: str = "realtime", progress: Progress | None = None, on_window_end: Any = None) -> Probe:
+    """Start a simulator here and the contender in a child process; measure one window.
+
+    ``on_window_end()``, if given, runs right after the measured window (before the drain).
+    """
     from .sim.server import SimConfig, Simulator
 
     probe = Probe(contender, meetings, speakers, pace)
@@ -328,6 +331,8 @@ async def run_probe(contender: str, meetings: int, *, speakers: int = 3, seconds
                     progress.show(f"{label} measuring {seconds - left:4.1f}/{seconds:.1f} s, simulator sending {rate:,.0f} msgs/s")
                 await asyncio.sleep(min(0.5, left))
             await command("end")
+            if on_window_end is not None:
+                on_window_end()
             ru1 = resource.getrusage(resource.RUSAGE_SELF)
             probe.window_sent = driver.frames_sent + driver.transcripts_sent - sent0
             probe.expected_window = int(meetings * (speakers * 50 + 50 / TRANSCRIPT_EVERY) * (time.monotonic() - t0))

@@ -114,13 +114,16 @@ class CProbes:
         subprocess.run([cc, "-O2", "-std=gnu11", "-I", str(ROOT / "_native" / "include"), str(ROOT / "benchmarks" / "wakeup_probe.c"),
                         "-o", exe], check=True)
         cpu = os.environ.get("BENCH_PROBE_CPU")
+        nice = os.environ.get("BENCH_PROBE_NICE")
         for info in infos:
             p = subprocess.Popen([exe, os.path.join(info.shm_dir, info.segment), str(user_id), "2000000"], stdout=subprocess.PIPE, text=True)
-            if cpu:
-                try:
+            try:
+                if cpu:
                     os.sched_setaffinity(p.pid, {int(c) for c in cpu.split(",")})
-                except (OSError, ValueError):
-                    pass
+                if nice:
+                    os.setpriority(os.PRIO_PROCESS, p.pid, int(nice))
+            except (OSError, ValueError):
+                pass
             self.procs.append(p)
         for p in self.procs:
             assert p.stdout is not None
@@ -171,6 +174,11 @@ def consumer_main(prefix: str, streams: int, speakers: int) -> None:
     probes, rest = counters[:PROBES], counters[PROBES:]
 
     def probe(sc: StreamCounter) -> None:
+        if os.environ.get("BENCH_PROBE_NICE"):
+            try:  # this thread only (Linux nice is per thread): the counting thread keeps its priority
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), int(os.environ["BENCH_PROBE_NICE"]))
+            except OSError:
+                pass
         mine, mine_inside = array("q"), array("q")
         while not done.is_set():
             sc.reader.wait(timeout=0.1)
