@@ -64,3 +64,16 @@ def test_wakeup_bench_c_and_python_consumers_read_receive_stamps(tmp_path: Path)
     assert 0 < run["inside_c"]["p50_us"] <= run["inside_c"]["p99_us"]
     assert run["wire_c"]["n"] > 0
     assert "| shared | 8 |" in proc.stderr
+
+
+def test_make_bench_runner_runs_benchmarks_and_keeps_their_json(tmp_path: Path) -> None:
+    """``make bench`` (benchmarks/run.py): each benchmark in its own process, JSON per benchmark."""
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--only", "parser,pipeline", "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=140)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [r["name"] for r in summary["results"]] == ["parser", "pipeline"] and all(r["ok"] for r in summary["results"])
+    assert json.loads((tmp_path / "parser.json").read_text())["ns_per_message"]["native_c"] > 0
+    assert json.loads((tmp_path / "pipeline.json").read_text())["us_per_packet"]["native"] > 0
+    bad = subprocess.run([sys.executable, "-m", "benchmarks.run", "--only", "nope"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "unknown benchmark" in bad.stderr
