@@ -19,9 +19,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.native.helpers import FakeTransport, RecordingControl, RecordingSink, listener_class, media
+from tests.native.helpers import FUZZ_SCALE, FakeTransport, RecordingControl, RecordingSink, listener_class, media
 
-SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=300 * FUZZ_SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 AUDIO = bytes(range(256)) + bytes(64)
 SEEDS = [
     media(14, AUDIO),

@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 from gateway import protocol
 from gateway.errors import ProtocolError
 from gateway.protocol import MsgType, Product, WebhookKind
+from tests.native.helpers import FUZZ_SCALE
 
-SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=300 * FUZZ_SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 SCALARS = (
     st.none()

@@ -22,8 +22,9 @@ from gateway.app import Gateway
 from gateway.protocol import WebhookEvent
 from gateway.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookReceiver
 from tests.gateway.test_app_fakes import WEBHOOK_SECRET, FakeSession, fake_factory, make_config, sign, started, stopped
+from tests.native.helpers import FUZZ_SCALE
 
-SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+SETTINGS = settings(max_examples=400 * FUZZ_SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 NOW = 1_760_000_000.0
 ANSWER_STATUSES = {200, 400, 401, 409, 413}
 

@@ -13,6 +13,10 @@ IMPLEMENTATIONS = ("native", "pure")
 VARIANTS = ("native", "native-nativesink", "pure")
 NATIVE_MODULE = os.environ.get("GATEWAY_TEST_NATIVE_MODULE", "gateway._native")  # a dev build, if set
 
+#: multiplies the hypothesis example counts of the parser property tests (CI: 1; a long run:
+#: ``RTMS_FUZZ_SCALE=100 pytest tests/native/test_agreement.py tests/fuzz``).
+FUZZ_SCALE = max(1, int(os.environ.get("RTMS_FUZZ_SCALE", "1")))
+
 
 def native_module() -> Any:
     return importlib.import_module(NATIVE_MODULE)

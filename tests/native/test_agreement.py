@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway import _native_py
-from tests.native.helpers import FakeTransport, RecordingControl, RecordingSink, comparable, native_module
+from tests.native.helpers import FUZZ_SCALE, FakeTransport, RecordingControl, RecordingSink, comparable, native_module
 
-SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=200 * FUZZ_SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 COUNTERS = ("frames", "media_frames", "bytes", "keepalives_answered", "unknown_types", "drops_by_reason")
 
 # ---------------------------------------------------------------------------- JSON writer
