@@ -34,21 +34,6 @@ static int64_t now_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static rtms_pcm_ring *find_audio(uint8_t *base, uint32_t user_id) {
-    rtms_stream_header *h = (rtms_stream_header *)base;
-    for (uint32_t i = 0; i < h->ring_count; i++) {
-        rtms_ring_desc *d = (rtms_ring_desc *)(base + h->ring_table_offset + i * h->ring_desc_size);
-        uint64_t seq = rtms_load_acquire_u64(&d->seq);
-        if (seq & 1) { i--; continue; }
-        int match = d->kind == RTMS_KIND_AUDIO && d->generation != 0 && d->user_id == user_id;
-        uint64_t off = d->offset;
-        rtms_fence_acquire();
-        if (__atomic_load_n(&d->seq, __ATOMIC_RELAXED) != seq) { i--; continue; }
-        if (match) return (rtms_pcm_ring *)(base + off);
-    }
-    return NULL;
-}
-
 int main(int argc, char **argv) {
     if (argc != 4) { fprintf(stderr, "usage: wakeup_probe PATH USER_ID MAX_SAMPLES\n"); return 2; }
     struct sigaction sa;
@@ -74,7 +59,7 @@ int main(int argc, char **argv) {
     if (!rows) return 1;
     rtms_pcm_ring *r = NULL;
     while (!r && !stop) {                  /* the participant's ring appears with its first packet */
-        r = find_audio(base, user_id);
+        r = rtms_find_audio_ring(base, user_id);
         if (!r) usleep(1000);
     }
     printf("ready\n");

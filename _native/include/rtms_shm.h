@@ -326,6 +326,25 @@ static inline int64_t rtms_record_rx_ns(const volatile rtms_record_ring *r, uint
     return (i1 == ws && i2 == ws && t > 0) ? t : -1;
 }
 
+/* Reader side: the PCM ring of participant user_id (0 = the mixed stream) in a mapped stream
+ * segment, found through the seqlocked ring table (a descriptor being rewritten is read again);
+ * NULL while the stream has none (a participant's ring appears with its first packet). */
+static inline rtms_pcm_ring *rtms_find_audio_ring(uint8_t *segment, uint32_t user_id) {
+    const rtms_stream_header *h = (const rtms_stream_header *)segment;
+    for (uint32_t i = 0; i < h->ring_count;) {
+        rtms_ring_desc *d = (rtms_ring_desc *)(segment + h->ring_table_offset + (uint64_t)i * h->ring_desc_size);
+        uint64_t seq = rtms_load_acquire_u64(&d->seq);
+        if (seq & 1) continue;
+        int match = d->kind == RTMS_KIND_AUDIO && d->generation != 0 && d->user_id == user_id;
+        uint64_t off = d->offset;
+        rtms_fence_acquire();
+        if (__atomic_load_n(&d->seq, __ATOMIC_RELAXED) != seq) continue;
+        if (match) return (rtms_pcm_ring *)(segment + off);
+        i++;
+    }
+    return NULL;
+}
+
 #ifdef __linux__
 /* Shared (not PRIVATE) futex ops: the words live in memory mapped by several processes. */
 /* Returns the number of sleepers woken (or -1). */

@@ -22,21 +22,6 @@
 
 static uint8_t *base;
 
-static rtms_pcm_ring *find_audio(uint32_t user_id) {
-    rtms_stream_header *h = (rtms_stream_header *)base;
-    for (uint32_t i = 0; i < h->ring_count; i++) {
-        rtms_ring_desc *d = (rtms_ring_desc *)(base + h->ring_table_offset + i * h->ring_desc_size);
-        uint64_t seq = rtms_load_acquire_u64(&d->seq);
-        if (seq & 1) { i--; continue; }
-        int match = d->kind == RTMS_KIND_AUDIO && d->generation != 0 && d->user_id == user_id;
-        uint64_t off = d->offset;
-        rtms_fence_acquire();
-        if (__atomic_load_n(&d->seq, __ATOMIC_RELAXED) != seq) { i--; continue; }
-        if (match) return (rtms_pcm_ring *)(base + off);
-    }
-    return NULL;
-}
-
 static int64_t now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -58,7 +43,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     int follow = strcmp(argv[1], "follow") == 0;
-    rtms_pcm_ring *r = find_audio(follow ? (uint32_t)strtoul(argv[3], NULL, 10) : 0);
+    rtms_pcm_ring *r = rtms_find_audio_ring(base, follow ? (uint32_t)strtoul(argv[3], NULL, 10) : 0);
     if (!r) { fprintf(stderr, "no such audio ring\n"); return 1; }
     const uint8_t *data = (const uint8_t *)r + r->data_offset;
     const rtms_gap *gaps = (const rtms_gap *)((const uint8_t *)r + r->gap_offset);

@@ -23,6 +23,20 @@ T0 = 1_738_392_033_000
 SPP = 320
 
 
+def write_until_repaired(pub, ring: client.AudioReader, written: int) -> int:
+    """Write 20 ms packets (1 ms apart) until the ring counts a repair; returns packets written so far.
+
+    Bounded: the repair needs >= 8 wake-ups that found a stale count, over >= the repair time.
+    """
+    for _ in range(5000):
+        assert _native._test_write_audio(pub, 0, T0 + 20 * written, pcm(written * SPP, SPP))
+        written += 1
+        if ring.stats()["waiter_repairs"]:
+            break
+        time.sleep(0.001)
+    return written
+
+
 def test_killed_sleeper_count_is_repaired_and_live_sleepers_still_wake(make_pub, prefix) -> None:
     pub = make_pub()
     pub.set_waiter_repair(0.05)
@@ -40,13 +54,7 @@ def test_killed_sleeper_count_is_repaired_and_live_sleepers_still_wake(make_pub,
                 victim.kill()
         assert s._m.u32_at(waiters) == 1
 
-        written = 1
-        for _ in range(5000):  # bounded: the repair needs >= 8 empty wake-ups over >= 50 ms
-            assert _native._test_write_audio(pub, 0, T0 + 20 * written, pcm(written * SPP, SPP))
-            written += 1
-            if ring.stats()["waiter_repairs"]:
-                break
-            time.sleep(0.001)
+        written = write_until_repaired(pub, ring, 1)
         assert ring.stats()["waiter_repairs"] == 1
         assert written - 1 >= 8  # never on the first empty wake-up
         assert s._m.u32_at(waiters) == 0  # the writer is back to no system call per commit
@@ -109,12 +117,7 @@ def test_dead_count_beside_a_live_sleeper_is_repaired_and_the_live_one_keeps_wak
         t.start()
         try:
             wait_for_waiters(s, waiters, 2)
-            for _ in range(5000):  # bounded
-                assert _native._test_write_audio(pub, 0, T0 + 20 * written, pcm(written * SPP, SPP))
-                written += 1
-                if ring.stats()["waiter_repairs"]:
-                    break
-                time.sleep(0.001)
+            written = write_until_repaired(pub, ring, written)
             assert ring.stats()["waiter_repairs"] == 1
             for _ in range(4000):  # the live reader keeps following: it sees the newest commit
                 if seen and seen[-1] == written * SPP:
